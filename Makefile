@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+NPM ?= npm
+
+.PHONY: help install build run test typecheck lint unit clean distclean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+node_modules/.package-lock.json: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+
+install: node_modules/.package-lock.json ## install dependencies (npm ci)
+
+dist/main.js: node_modules/.package-lock.json tsconfig.json tsconfig.build.json $(shell find src -name '*.ts')
+	$(NPM) run build
+
+build: dist/main.js ## compile TypeScript to dist/
+
+run: build ## serve on 127.0.0.1:12345 writing to ./file_sd (override with BIND, FILE_SD_DIRECTORY)
+	$(NPM) start
+
+typecheck: install ## type-check src, test and bench
+	$(NPM) run typecheck
+
+lint: install ## eslint
+	$(NPM) run lint
+
+unit: build ## vitest only
+	$(NPM) test
+
+test: typecheck lint unit ## everything CI runs: type-check, lint, every test
+
+clean: ## remove build output
+	rm -rf dist coverage
+
+distclean: clean ## also remove node_modules
+	rm -rf node_modules

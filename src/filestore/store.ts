@@ -1,0 +1,276 @@
+import { access, constants, mkdir, readdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { Logger } from "pino";
+import writeFileAtomic from "write-file-atomic";
+import { StoreError } from "../errors.js";
+import { appEnvKey, type AppEnv, type TargetGroup } from "../model.js";
+import { DirectorySync } from "./directory-sync.js";
+import { parseGroupFile, serializeGroup } from "./group-file.js";
+import { Lanes } from "./lanes.js";
+import { appEnvOfFileName, fileNameOf, isLeftoverTempFile } from "./naming.js";
+
+/** What a registered application/environment looks like in memory. */
+export interface Entry {
+  readonly appEnv: AppEnv;
+  readonly fileName: string;
+  readonly group: TargetGroup;
+  readonly changedAt: Date;
+}
+
+/** The state before and after one accepted change; `after` is null when the group was deleted. */
+export interface Outcome {
+  readonly before: TargetGroup | undefined;
+  readonly after: TargetGroup | null;
+}
+
+/** Computes the next group from the current one, or throws to refuse (a RuleError). */
+export type Mutation = (current: TargetGroup | undefined) => TargetGroup | null;
+
+/** Hooks for metrics; every one is optional. */
+export interface StoreObserver {
+  fileWritten?(fileName: string, seconds: number): void;
+  fileRemoved?(fileName: string): void;
+  writeFailed?(fileName: string): void;
+  readFailed?(fileName: string): void;
+  outsideChange?(fileName: string): void;
+  leftoverRemoved?(fileName: string): void;
+}
+
+export interface StoreOptions {
+  readonly directory: string;
+  readonly logger: Logger;
+  readonly observer?: StoreObserver;
+}
+
+type Job =
+  | { readonly kind: "mutation"; readonly appEnv: AppEnv; readonly mutation: Mutation; settle(outcome: Outcome | Error): void }
+  | { readonly kind: "reload"; readonly appEnv: AppEnv; settle(): void };
+type MutationJob = Job & { kind: "mutation" };
+
+const LOAD_CONCURRENCY = 64;
+
+/**
+ * The directory Prometheus reads, and the in-memory copy of it that GET serves.
+ * Every change goes through the lane of its application/environment: computed as
+ * a new value, written atomically, and only then swapped in and acknowledged.
+ */
+export class FileStore {
+  readonly directory: string;
+  private readonly logger: Logger;
+  private readonly observer: StoreObserver;
+  private readonly entries = new Map<string, Entry>();
+  private readonly directorySync: DirectorySync;
+  private readonly lanes = new Lanes<Job>((key, jobs) => this.runBatch(key, jobs));
+
+  private constructor({ directory, logger, observer = {} }: StoreOptions) {
+    this.directory = resolve(directory);
+    this.logger = logger;
+    this.observer = observer;
+    this.directorySync = new DirectorySync(this.directory);
+  }
+
+  /** Creates the directory if needed, checks it is writable, removes crash leftovers and loads every managed file. */
+  static async open(options: StoreOptions): Promise<FileStore> {
+    const store = new FileStore(options);
+    await store.prepareDirectory();
+    await store.loadAll();
+    return store;
+  }
+
+  get(appEnv: AppEnv): TargetGroup | undefined {
+    return this.entries.get(appEnvKey(appEnv))?.group;
+  }
+
+  /** Every registered application/environment, in no particular order. */
+  list(): IterableIterator<Entry> {
+    return this.entries.values();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Applies `mutation` after every change queued before it; resolves once the result is on disk. */
+  update(appEnv: AppEnv, mutation: Mutation): Promise<Outcome> {
+    return new Promise((resolvePromise, reject) => {
+      this.lanes.push(appEnvKey(appEnv), {
+        kind: "mutation",
+        appEnv,
+        mutation,
+        settle: (outcome) => (outcome instanceof Error ? reject(outcome) : resolvePromise(outcome)),
+      });
+    });
+  }
+
+  /** Re-reads one managed file after someone else changed it (called by the watcher). */
+  reload(appEnv: AppEnv): Promise<void> {
+    return new Promise((settle) => this.lanes.push(appEnvKey(appEnv), { kind: "reload", appEnv, settle }));
+  }
+
+  /** Resolves once every queued change has been written and answered. */
+  idle(): Promise<void> {
+    return this.lanes.idle();
+  }
+
+  private async prepareDirectory(): Promise<void> {
+    try {
+      await mkdir(this.directory, { recursive: true });
+      await access(this.directory, constants.R_OK | constants.W_OK);
+      // access() says yes to root on a read-only mount; a real write does not.
+      const probe = join(this.directory, `.write-probe-${process.pid}`);
+      await writeFile(probe, "");
+      await unlink(probe);
+    } catch (error) {
+      throw new StoreError(
+        `FILE_SD_DIRECTORY ${this.directory} is not a writable directory: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
+
+  private async loadAll(): Promise<void> {
+    const names = await readdir(this.directory);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < names.length) {
+        const name = names[next++] as string;
+        if (isLeftoverTempFile(name)) await this.removeLeftover(name);
+        else {
+          const appEnv = appEnvOfFileName(name);
+          if (appEnv !== undefined) await this.readIntoMemory(appEnv, "load");
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: LOAD_CONCURRENCY }, worker));
+    this.logger.info({ directory: this.directory, groups: this.entries.size }, "loaded file_sd directory");
+  }
+
+  private async removeLeftover(name: string): Promise<void> {
+    try {
+      await unlink(join(this.directory, name));
+      this.observer.leftoverRemoved?.(name);
+      this.logger.info({ file: name }, "removed temporary file left by a crash");
+    } catch (error) {
+      this.logger.warn({ file: name, err: error }, "could not remove temporary file left by a crash");
+    }
+  }
+
+  /**
+   * Reads one managed file into memory. At start a bad file counts as not
+   * registered; later (an outside edit) the last good group keeps being served,
+   * and the next accepted write repairs the file.
+   */
+  private async readIntoMemory(appEnv: AppEnv, reason: "load" | "outside change"): Promise<void> {
+    const key = appEnvKey(appEnv);
+    const fileName = fileNameOf(appEnv);
+    const path = join(this.directory, fileName);
+    const known = this.entries.get(key);
+    let text: string;
+    let changedAt: Date;
+    try {
+      [text, changedAt] = await Promise.all([readFile(path, "utf8"), stat(path).then((stats) => stats.mtime)]);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+        if (known !== undefined) {
+          this.entries.delete(key);
+          this.observer.outsideChange?.(fileName);
+          this.logger.info({ file: fileName }, "file removed from outside; group unregistered");
+        }
+        return;
+      }
+      this.observer.readFailed?.(fileName);
+      this.logger.error({ file: fileName, err: error }, "could not read file");
+      return;
+    }
+    if (known !== undefined && text === serializeGroup(known.group)) return;
+
+    let group: TargetGroup | undefined;
+    try {
+      group = parseGroupFile(text);
+    } catch (error) {
+      this.observer.readFailed?.(fileName);
+      this.logger.warn(
+        { file: fileName, reason: (error as Error).message },
+        known === undefined
+          ? "file is not a valid target group; treated as not registered and left as it is"
+          : "file is not a valid target group; still serving the last good group",
+      );
+      return;
+    }
+    if (group === undefined) this.entries.delete(key);
+    else this.entries.set(key, { appEnv, fileName, group, changedAt });
+    if (reason === "outside change") {
+      this.observer.outsideChange?.(fileName);
+      this.logger.info({ file: fileName, targets: group?.targets.length ?? 0 }, "picked up outside change");
+    }
+  }
+
+  private async runBatch(key: string, jobs: Job[]): Promise<void> {
+    let accepted: { job: MutationJob; outcome: Outcome }[] = [];
+    let state = this.entries.get(key)?.group;
+
+    for (const job of jobs) {
+      if (job.kind === "reload") {
+        await this.commit(job.appEnv, state, accepted);
+        accepted = [];
+        await this.readIntoMemory(job.appEnv, "outside change");
+        state = this.entries.get(key)?.group;
+        job.settle();
+        continue;
+      }
+      try {
+        const after = job.mutation(state);
+        accepted.push({ job, outcome: { before: state, after } });
+        state = after ?? undefined;
+      } catch (error) {
+        job.settle(error as Error);
+      }
+    }
+    await this.commit(jobs[0]!.appEnv, state, accepted);
+  }
+
+  /** Writes the group the accepted changes led to, then swaps it in and answers them all. */
+  private async commit(
+    appEnv: AppEnv,
+    state: TargetGroup | undefined,
+    accepted: readonly { job: MutationJob; outcome: Outcome }[],
+  ): Promise<void> {
+    if (accepted.length === 0) return;
+    const key = appEnvKey(appEnv);
+    const fileName = fileNameOf(appEnv);
+    const path = join(this.directory, fileName);
+    const started = process.hrtime.bigint();
+    try {
+      if (state === undefined) {
+        await unlink(path).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== "ENOENT") throw error;
+        });
+      } else {
+        await writeFileAtomic(path, serializeGroup(state), { fsync: true, mode: 0o644 });
+      }
+      await this.directorySync.sync();
+    } catch (error) {
+      this.observer.writeFailed?.(fileName);
+      this.logger.error({ file: fileName, err: error }, "write failed; nothing changed");
+      const failure = new StoreError(
+        `could not ${state === undefined ? "remove" : "write"} ${fileName}: ${(error as Error).message}; ` +
+          "the change was not applied",
+        { cause: error },
+      );
+      for (const { job } of accepted) job.settle(failure);
+      return;
+    }
+
+    if (state === undefined) {
+      this.entries.delete(key);
+      this.observer.fileRemoved?.(fileName);
+      this.logger.info({ file: fileName, changes: accepted.length }, "file removed");
+    } else {
+      this.entries.set(key, { appEnv, fileName, group: state, changedAt: new Date() });
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.observer.fileWritten?.(fileName, seconds);
+      this.logger.info({ file: fileName, targets: state.targets.length, changes: accepted.length }, "file written");
+    }
+    for (const { job, outcome } of accepted) job.settle(outcome);
+  }
+}

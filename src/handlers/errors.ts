@@ -1,0 +1,52 @@
+import type { Middleware } from "koa";
+import type { Logger } from "pino";
+import { RuleError, StoreError } from "../errors.js";
+
+interface HttpishError {
+  status?: unknown;
+  expose?: unknown;
+  type?: unknown;
+  message: string;
+}
+
+/**
+ * The one place an error becomes an answer: `{"message": …}` with its status.
+ * RuleError is the client's; StoreError is the disk's; errors the body reader
+ * raises (too large, bad charset, aborted) are the client's too. Anything else
+ * is a bug: 500, logged with its stack.
+ */
+export function errorAnswers(logger: Logger, maxBodyBytes: number): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      const { status, message, headers } = describe(error, maxBodyBytes);
+      if (status >= 500) logger.error({ err: error, method: ctx.method, path: ctx.path }, "request failed");
+      ctx.status = status;
+      ctx.set(headers);
+      ctx.body = { message };
+    }
+  };
+}
+
+function describe(error: unknown, maxBodyBytes: number): {
+  status: number;
+  message: string;
+  headers: Record<string, string>;
+} {
+  if (error instanceof RuleError) return { status: error.status, message: error.message, headers: { ...error.headers } };
+  if (error instanceof StoreError) return { status: error.status, message: error.message, headers: {} };
+  const http = error as HttpishError;
+  if (typeof http.status === "number" && http.status >= 400 && http.status < 500) {
+    if (http.status === 413) {
+      return {
+        status: 413,
+        message: `the body is larger than MAX_BODY_BYTES (${maxBodyBytes} bytes); send fewer targets per request`,
+        headers: {},
+      };
+    }
+    const message = http.expose === true ? `the body could not be read: ${http.message}` : "the body could not be read";
+    return { status: http.status, message, headers: {} };
+  }
+  return { status: 500, message: "internal error; see the service log", headers: {} };
+}

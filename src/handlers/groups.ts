@@ -1,0 +1,68 @@
+import type { Context } from "koa";
+import { RuleError } from "../errors.js";
+import type { FileStore } from "../filestore/store.js";
+import type { AppEnv, Change, TargetGroup } from "../model.js";
+import { formatOf, parseBody, unsupportedMediaType } from "../parse/body.js";
+import { parseAppEnv } from "../parse/values.js";
+import { applyDelete, applyPost, applyPut } from "../rules/rules.js";
+
+/** Koa glue for `/<application>/<environment>`: parse → rules → store → answer. */
+
+type Rule = (current: TargetGroup | undefined, change: Change, appEnv: AppEnv) => TargetGroup | null;
+
+export const GROUP_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"] as const;
+
+function appEnvOf(ctx: Context): AppEnv {
+  const params = (ctx as Context & { params: Record<string, string | undefined> }).params;
+  return parseAppEnv(params.application ?? "", params.environment ?? "");
+}
+
+/** The body koa-body read as text (for the types it was told about), as targets and labels. */
+function changeOf(ctx: Context): Change {
+  const text: unknown = ctx.request.body;
+  if (typeof text === "string") {
+    const format = formatOf(ctx.get("Content-Type"));
+    if (format === undefined) throw unsupportedMediaType(ctx.get("Content-Type"));
+    return parseBody(text, format);
+  }
+  const declaredLength = ctx.get("Content-Length");
+  const hasBody = ctx.get("Transfer-Encoding") !== "" || (declaredLength !== "" && declaredLength !== "0");
+  if (hasBody) throw unsupportedMediaType(ctx.get("Content-Type") || undefined);
+  return {};
+}
+
+export function getGroup(store: FileStore) {
+  return (ctx: Context): void => {
+    const group = store.get(appEnvOf(ctx));
+    ctx.body = group === undefined ? [] : [group];
+  };
+}
+
+function mutate(store: FileStore, rule: Rule) {
+  return async (ctx: Context): Promise<void> => {
+    const appEnv = appEnvOf(ctx);
+    const change = changeOf(ctx);
+    const { before, after } = await store.update(appEnv, (current) => rule(current, change, appEnv));
+    const answer = after ?? before;
+    ctx.body = answer === undefined ? [] : [answer];
+  };
+}
+
+export const putGroup = (store: FileStore) => mutate(store, applyPut);
+export const postGroup = (store: FileStore) => mutate(store, applyPost);
+export const deleteGroup = (store: FileStore) => mutate(store, applyDelete);
+
+export function methodNotAllowed(ctx: Context): never {
+  throw new RuleError(
+    405,
+    `${ctx.method} is not supported on /<application>/<environment>; use ${GROUP_METHODS.join(", ")}`,
+    { Allow: GROUP_METHODS.join(", ") },
+  );
+}
+
+export function notFound(ctx: Context): never {
+  throw new RuleError(
+    404,
+    `no route for ${ctx.method} ${ctx.path}: targets live at /<application>/<environment>, e.g. /billing/prod-hou`,
+  );
+}

@@ -1,0 +1,164 @@
+import yaml from "js-yaml";
+import { RuleError } from "../errors.js";
+import type { Change, Labels } from "../model.js";
+import { labelNameProblem, targetProblem } from "./values.js";
+
+export type BodyFormat = "json" | "yaml" | "form";
+
+const FORMATS: Readonly<Record<string, BodyFormat>> = {
+  "application/json": "json",
+  "text/vnd.yaml": "yaml",
+  "text/yaml": "yaml",
+  "text/x-yaml": "yaml",
+  "application/vnd.yaml": "yaml",
+  "application/x-yaml": "yaml",
+  "application/yaml": "yaml",
+  "application/x-www-form-urlencoded": "form",
+};
+
+export const SUPPORTED_MEDIA_TYPES: readonly string[] = Object.keys(FORMATS);
+
+/** The body format named by a Content-Type header; parameters such as charset are ignored. */
+export function formatOf(contentType: string | undefined): BodyFormat | undefined {
+  const mediaType = contentType?.split(";", 1)[0]?.trim().toLowerCase() ?? "";
+  return FORMATS[mediaType];
+}
+
+export function unsupportedMediaType(contentType: string | undefined): RuleError {
+  return new RuleError(
+    415,
+    `Content-Type ${JSON.stringify(contentType ?? "")} is not supported: send application/json, ` +
+      "application/yaml (or text/yaml) or application/x-www-form-urlencoded (what curl -d sends)",
+  );
+}
+
+/** Bytes (already decoded as UTF-8) plus their format → the targets and labels they carry. */
+export function parseBody(text: string, format: BodyFormat): Change {
+  if (text.includes("\uFFFD")) {
+    throw new RuleError(400, "the body is not valid UTF-8");
+  }
+  if (text.length === 0) return {};
+  switch (format) {
+    case "json":
+      return checkValues(fromDocument(parseJson(text), format));
+    case "yaml":
+      return checkValues(fromDocument(parseYaml(text), format));
+    case "form":
+      return checkValues(parseForm(text));
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new RuleError(400, `the JSON body does not parse: ${(error as Error).message}`);
+  }
+}
+
+function parseYaml(text: string): unknown {
+  try {
+    // CORE_SCHEMA: plain data only, no custom tags, and `2024-01-01` stays a string.
+    return yaml.load(text, { schema: yaml.CORE_SCHEMA });
+  } catch (error) {
+    const reason = error instanceof yaml.YAMLException ? error.reason : (error as Error).message;
+    throw new RuleError(400, `the YAML body does not parse (it must be one document): ${reason}`);
+  }
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function fromDocument(document: unknown, format: "json" | "yaml"): Change {
+  if (document === undefined || document === null) return {};
+  if (!isMapping(document)) {
+    throw new RuleError(400, 'the body must be one mapping with the keys "targets" and/or "labels"');
+  }
+  const unknownKeys = Object.keys(document).filter((key) => key !== "targets" && key !== "labels");
+  if (unknownKeys.length > 0) {
+    throw new RuleError(
+      400,
+      `unknown key ${JSON.stringify(unknownKeys[0])}: only "targets" (a list of host:port) and "labels" are allowed`,
+    );
+  }
+  const change: { targets?: string[]; labels?: Labels } = {};
+  if ("targets" in document) change.targets = targetList(document.targets);
+  if ("labels" in document) change.labels = labelMapping(document.labels, format);
+  return change;
+}
+
+function targetList(value: unknown): string[] {
+  if (!Array.isArray(value)) {
+    throw new RuleError(400, '"targets" must be a list of strings such as ["host1:9100", "host2:9100"]');
+  }
+  for (const [index, target] of value.entries()) {
+    if (typeof target !== "string") {
+      throw new RuleError(400, `"targets" item ${index} must be a string such as "host:9100", not ${JSON.stringify(target) ?? typeof target}`);
+    }
+  }
+  return value as string[];
+}
+
+function labelMapping(value: unknown, format: "json" | "yaml"): Labels {
+  if (!isMapping(value)) {
+    throw new RuleError(400, '"labels" must be a mapping of label names to string values');
+  }
+  for (const [name, labelValue] of Object.entries(value)) {
+    if (typeof labelValue !== "string") {
+      const shown = typeof labelValue === "object" ? JSON.stringify(labelValue) : String(labelValue);
+      const quoted = JSON.stringify(shown);
+      const hint = format === "yaml" ? `${name}: ${quoted}` : `"${name}": ${quoted}`;
+      throw new RuleError(400, `label ${JSON.stringify(name)} must be a string; quote it: ${hint}`);
+    }
+  }
+  return value as Labels;
+}
+
+/** Form bodies: `targets` comma-separated or repeated; every other key is a label. */
+function parseForm(text: string): Change {
+  const targets: string[] = [];
+  let sawTargets = false;
+  const labels = new Map<string, string>();
+  for (const [key, value] of new URLSearchParams(text)) {
+    if (key.includes("\uFFFD") || value.includes("\uFFFD")) {
+      throw new RuleError(400, "the form body is not valid UTF-8 once percent-decoded");
+    }
+    if (key === "targets") {
+      sawTargets = true;
+      for (const item of value.split(",").map((part) => part.trim())) {
+        if (item === "") {
+          throw new RuleError(400, `"targets" has an empty item in ${JSON.stringify(value)}: remove the extra comma`);
+        }
+        targets.push(item);
+      }
+    } else if (labels.has(key)) {
+      throw new RuleError(400, `label ${JSON.stringify(key)} is given twice; give it once`);
+    } else {
+      labels.set(key, value);
+    }
+  }
+  const change: { targets?: string[]; labels?: Labels } = {};
+  if (sawTargets) change.targets = targets;
+  // fromEntries defines properties, so a label named __proto__ stays a label.
+  if (labels.size > 0) change.labels = Object.fromEntries(labels);
+  return change;
+}
+
+/** The grammar of SPEC §4, shared by every format. */
+function checkValues(change: Change): Change {
+  for (const target of change.targets ?? []) {
+    const problem = targetProblem(target);
+    if (problem !== undefined) {
+      throw new RuleError(400, `target ${JSON.stringify(target)} is not host or host:port: ${problem}`);
+    }
+  }
+  for (const [name, value] of Object.entries(change.labels ?? {})) {
+    const problem = labelNameProblem(name);
+    if (problem !== undefined) throw new RuleError(400, problem);
+    if (value === "") {
+      throw new RuleError(400, `label ${JSON.stringify(name)} has an empty value; to remove a label, DELETE it`);
+    }
+  }
+  return change;
+}

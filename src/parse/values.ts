@@ -1,0 +1,82 @@
+import { isIPv6 } from "node:net";
+import { RuleError } from "../errors.js";
+import type { AppEnv } from "../model.js";
+
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+const DNS_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+const ALL_NUMERIC = /^[0-9.]+$/;
+const IPV4_OCTET = /^(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$/;
+const PORT = /^[1-9][0-9]{0,4}$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/** `<application>` and `<environment>`: these become file names, so nothing else reaches the disk. */
+export function isValidName(name: string): boolean {
+  return NAME.test(name);
+}
+
+export function parseAppEnv(application: string, environment: string): AppEnv {
+  for (const [what, value] of [["application", application], ["environment", environment]] as const) {
+    if (!isValidName(value)) {
+      throw new RuleError(
+        400,
+        `${what} ${JSON.stringify(value)} is not a valid name: use 1-128 characters from ` +
+          "[A-Za-z0-9_.-], starting with a letter, digit or underscore",
+      );
+    }
+  }
+  return { application, environment };
+}
+
+function isIPv4(host: string): boolean {
+  const octets = host.split(".");
+  return octets.length === 4 && octets.every((octet) => IPV4_OCTET.test(octet));
+}
+
+function isDnsName(host: string): boolean {
+  return host.length <= 253 && host.split(".").every((label) => DNS_LABEL.test(label));
+}
+
+function isValidPort(port: string): boolean {
+  return PORT.test(port) && Number(port) <= 65535;
+}
+
+/**
+ * Why `target` is not `host` or `host:port`, or undefined when it is.
+ * All-digit hosts must be real IPv4 addresses: `10.0.0.256` is a typo, not a DNS name.
+ */
+export function targetProblem(target: string): string | undefined {
+  let host = target;
+  let port: string | undefined;
+  if (target.startsWith("[")) {
+    const close = target.indexOf("]");
+    if (close < 0) return "an IPv6 address needs a closing bracket: [2001:db8::1]:9100";
+    host = target.slice(1, close);
+    const rest = target.slice(close + 1);
+    if (!isIPv6(host)) return `${JSON.stringify(host)} is not an IPv6 address`;
+    if (rest === "") return undefined;
+    if (!rest.startsWith(":")) return "only :<port> may follow a bracketed IPv6 address";
+    port = rest.slice(1);
+  } else {
+    const colons = target.split(":").length - 1;
+    if (colons > 1) return "put IPv6 addresses in brackets: [2001:db8::1]:9100";
+    if (colons === 1) [host, port] = target.split(":") as [string, string];
+    const valid = ALL_NUMERIC.test(host) ? isIPv4(host) : isDnsName(host);
+    if (!valid) {
+      return `${JSON.stringify(host)} is not a DNS name or IPv4 address`;
+    }
+  }
+  if (port !== undefined && !isValidPort(port)) {
+    return `port ${JSON.stringify(port)} must be a number from 1 to 65535`;
+  }
+  return undefined;
+}
+
+export function labelNameProblem(name: string): string | undefined {
+  if (!LABEL_NAME.test(name)) {
+    return `label name ${JSON.stringify(name)} is not valid: use [a-zA-Z_][a-zA-Z0-9_]*`;
+  }
+  if (name === "__address__") {
+    return 'label "__address__" is set by Prometheus from the target; list the address under targets instead';
+  }
+  return undefined;
+}
