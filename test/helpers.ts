@@ -1,0 +1,94 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino, type Logger } from "pino";
+import { loadConfig, type Config } from "../src/config.js";
+import { startService, type RunningService } from "../src/server.js";
+
+export const silentLogger: Logger = pino({ level: "silent" });
+
+export async function makeTempDir(prefix = "file-sd-test-"): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+  readonly headers: Headers;
+}
+
+export interface RequestOptions {
+  /** A string is sent as is; anything else as JSON. */
+  readonly body?: unknown;
+  readonly contentType?: string;
+  readonly headers?: Record<string, string>;
+}
+
+export interface TestService {
+  readonly url: string;
+  readonly directory: string;
+  readonly service: RunningService;
+  request(method: string, path: string, options?: RequestOptions): Promise<Answer>;
+  /** What Prometheus would read from `<application>@<environment>.json`, or undefined when there is no file. */
+  fileOf(application: string, environment: string): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+/** A real listener on a free loopback port, writing to a real temporary directory. */
+export async function startTestService(
+  options: { directory?: string; env?: Record<string, string>; logger?: Logger } = {},
+): Promise<TestService> {
+  const directory = options.directory ?? (await makeTempDir());
+  const config: Config = loadConfig({ BIND: "127.0.0.1:0", FILE_SD_DIRECTORY: directory, ...options.env });
+  const service = await startService(config, options.logger ?? silentLogger);
+  let closed = false;
+  return {
+    url: service.url,
+    directory,
+    service,
+    request: (method, path, requestOptions) => request(service.url, method, path, requestOptions),
+    fileOf: (application, environment) => readGroupFile(directory, application, environment),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await service.close();
+    },
+  };
+}
+
+export async function request(base: string, method: string, path: string, options: RequestOptions = {}): Promise<Answer> {
+  const headers: Record<string, string> = { ...options.headers };
+  let body: string | undefined;
+  if (options.body !== undefined) {
+    body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
+    headers["content-type"] = options.contentType ?? (typeof options.body === "string" ? "application/x-www-form-urlencoded" : "application/json");
+  } else if (options.contentType !== undefined) {
+    headers["content-type"] = options.contentType;
+  }
+  const response = await fetch(base + path, { method, headers, body });
+  const text = await response.text();
+  return { status: response.status, body: text === "" ? undefined : JSON.parse(text), headers: response.headers };
+}
+
+export async function readGroupFile(directory: string, application: string, environment: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(join(directory, `${application}@${environment}.json`), "utf8"));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+}
+
+export async function removeDir(directory: string): Promise<void> {
+  await rm(directory, { recursive: true, force: true });
+}
+
+/** Polls `check` until it returns true, or fails after `timeoutMs`. */
+export async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 2000, what = "condition"): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
