@@ -1,0 +1,83 @@
+import { request as httpRequest } from "node:http";
+import { readdir } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestService, type TestService } from "../helpers.js";
+
+/** Sends a raw path, so nothing on the client side normalises `..` or percent escapes. */
+function rawRequest(base: string, method: string, path: string): Promise<{ status: number; body: unknown; allow?: string }> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: url.hostname, port: url.port, method, path }, (res) => {
+      let text = "";
+      res.on("data", (chunk: Buffer) => (text += chunk.toString()));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, body: text === "" ? undefined : JSON.parse(text), allow: res.headers.allow }),
+      );
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("routes (SPEC §2)", () => {
+  let sd: TestService;
+  beforeAll(async () => {
+    sd = await startTestService();
+  });
+  afterAll(() => sd.close());
+
+  it("GET of an application/environment with nothing registered is []", async () => {
+    const answer = await sd.request("GET", "/billing/prod-hou");
+    expect(answer.status).toBe(200);
+    expect(answer.body).toEqual([]);
+    expect(answer.headers.get("content-type")).toMatch(/^application\/json/);
+  });
+
+  it.each(["/billing", "/billing/prod/extra", "/-/nothing/here"])("%s is a JSON 404", async (path) => {
+    const answer = await sd.request("GET", path);
+    expect(answer.status).toBe(404);
+    expect(answer.body).toEqual({ message: expect.stringContaining("/<application>/<environment>") });
+  });
+
+  it.each(["PATCH", "OPTIONS"])("%s is a JSON 405 with Allow", async (method) => {
+    const answer = await rawRequest(sd.url, method, "/billing/prod-hou");
+    expect(answer.status).toBe(405);
+    expect(answer.allow).toBe("GET, HEAD, PUT, POST, DELETE");
+    expect(answer.body).toEqual({ message: expect.stringContaining(method) });
+  });
+
+  it.each([
+    "/billing/..",
+    "/billing/%2e%2e",
+    "/..%2f..%2fetc/passwd",
+    "/billing%2F..%2Fx/prod",
+    "/billing/prod%00",
+    "/billing/prod%20hou",
+    "/-billing/prod",
+    "/.billing/prod",
+    "/billing/.",
+    `/${"a".repeat(129)}/prod`,
+    "/b%C3%A9/prod",
+    "/billing/prod@x",
+  ])("%s is a 400 and touches no file", async (path) => {
+    for (const method of ["GET", "PUT", "POST", "DELETE"]) {
+      const answer = await rawRequest(sd.url, method, path);
+      expect(answer.status, `${method} ${path}`).toBe(400);
+      expect(answer.body).toEqual({ message: expect.stringMatching(/is not a valid name/) });
+    }
+    expect(await readdir(sd.directory)).toEqual([]);
+  });
+
+  it("a name of 128 characters is fine", async () => {
+    const name = "a".repeat(128);
+    const answer = await sd.request("PUT", `/${name}/prod`, { body: "targets=h:1" });
+    expect(answer.status).toBe(200);
+    expect(await sd.fileOf(name, "prod")).toEqual([{ targets: ["h:1"], labels: { job: name, env: "prod" } }]);
+  });
+
+  it("HEAD answers like GET without a body", async () => {
+    const answer = await rawRequest(sd.url, "HEAD", "/billing/prod-hou");
+    expect(answer.status).toBe(200);
+    expect(answer.body).toBeUndefined();
+  });
+});
