@@ -3,8 +3,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 NPM ?= npm
+# `docker compose` (v2 plugin) when there is one, else the standalone docker-compose.
+DOCKER_COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 
-.PHONY: help install build run test typecheck lint unit clean distclean
+.PHONY: help install build run test typecheck lint unit clean distclean docker-build docker-run docker-stop
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -38,3 +40,13 @@ clean: ## remove build output
 
 distclean: clean ## also remove node_modules
 	rm -rf node_modules
+
+docker-build: ## build the sidecar image (tag and CONTAINER_UID/GID from .env, see .env-sample)
+	$(DOCKER_COMPOSE) build file-sd
+
+docker-run: docker-build ## run the service and Prometheus with docker-compose.yml (ports from .env)
+	$(DOCKER_COMPOSE) up -d
+	$(DOCKER_COMPOSE) ps
+
+docker-stop: ## stop the containers (volumes, and so the registered targets, are kept)
+	$(DOCKER_COMPOSE) down

@@ -1,0 +1,60 @@
+import { accessSync, constants, statSync } from "node:fs";
+import { delimiter, dirname, join } from "node:path";
+
+/** An outside program some tests run for real: `make test` needs it everywhere, there is no skip. */
+export interface Tool {
+  readonly name: string;
+  /** Overrides the PATH lookup, for a binary installed elsewhere. */
+  readonly envVar: string;
+  readonly debianPackage: string;
+}
+
+export const PROMETHEUS: Tool = { name: "prometheus", envVar: "PROMETHEUS_BIN", debianPackage: "prometheus" };
+export const PROMTOOL: Tool = { name: "promtool", envVar: "PROMTOOL_BIN", debianPackage: "prometheus" };
+export const DOCKER_COMPOSE: Tool = { name: "docker-compose", envVar: "DOCKER_COMPOSE_BIN", debianPackage: "docker-compose" };
+
+/**
+ * The path of `tool`: `$<envVar>` when set, else the first one on PATH (`extraDirs` first).
+ * Throws a message telling how to install it; a missing tool fails the test, never skips it,
+ * so that CI cannot go green without having run it.
+ */
+export function findTool(tool: Tool, extraDirs: readonly string[] = []): string {
+  const given = process.env[tool.envVar]?.trim();
+  if (given) {
+    if (!isExecutable(given)) {
+      throw new Error(`${tool.envVar}=${given} is not an executable file; fix the path or unset ${tool.envVar} to look on PATH`);
+    }
+    return given;
+  }
+  const dirs = [...extraDirs, ...(process.env.PATH ?? "").split(delimiter).filter((dir) => dir !== "")];
+  const found = dirs.map((dir) => join(dir, tool.name)).find(isExecutable);
+  if (found !== undefined) return found;
+  throw new Error(
+    `${tool.name} not found on PATH: make test runs it for real. ` +
+      `Install it with \`sudo apt-get install ${tool.debianPackage}\` (Debian/Ubuntu; .ci/run does this on CI), ` +
+      `or set ${tool.envVar}=/path/to/${tool.name}.`,
+  );
+}
+
+export function findPrometheus(): string {
+  return findTool(PROMETHEUS);
+}
+
+/** promtool ships beside prometheus, so it is looked for there first. */
+export function findPromtool(): string {
+  const prometheus = process.env[PROMETHEUS.envVar]?.trim();
+  return findTool(PROMTOOL, prometheus ? [dirname(prometheus)] : []);
+}
+
+export function findDockerCompose(): string {
+  return findTool(DOCKER_COMPOSE);
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
