@@ -38,6 +38,7 @@ export interface TestService {
 export async function startTestService(
   options: { directory?: string; env?: Record<string, string>; logger?: Logger } = {},
 ): Promise<TestService> {
+  const ownsDirectory = options.directory === undefined;
   const directory = options.directory ?? (await makeTempDir());
   const config: Config = loadConfig({ BIND: "127.0.0.1:0", FILE_SD_DIRECTORY: directory, ...options.env });
   const service = await startService(config, options.logger ?? silentLogger);
@@ -52,6 +53,7 @@ export async function startTestService(
       if (closed) return;
       closed = true;
       await service.close();
+      if (ownsDirectory) await removeDir(directory);
     },
   };
 }

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { StoreError } from "../../src/errors.js";
 import { startService } from "../../src/server.js";
-import { eventually, makeTempDir, silentLogger, startTestService, type TestService } from "../helpers.js";
+import { eventually, makeTempDir, removeDir, silentLogger, startTestService, type TestService } from "../helpers.js";
 
 /** SPEC §7, against a real directory. */
 describe("files (SPEC §7)", () => {
@@ -14,18 +14,25 @@ describe("files (SPEC §7)", () => {
     running.push(sd);
     return sd;
   };
+  const directories: string[] = [];
+  const tempDir = async (): Promise<string> => {
+    const directory = await makeTempDir();
+    directories.push(directory);
+    return directory;
+  };
   afterEach(async () => {
     await Promise.all(running.splice(0).map((sd) => sd.close()));
+    await Promise.all(directories.splice(0).map(removeDir));
   });
 
   it("creates the directory at start when it is missing", async () => {
-    const directory = join(await makeTempDir(), "nested", "file_sd");
+    const directory = join(await tempDir(), "nested", "file_sd");
     await start(directory);
     expect((await stat(directory)).isDirectory()).toBe(true);
   });
 
   it("refuses to start on a directory it cannot write, saying which", async () => {
-    const parent = await makeTempDir();
+    const parent = await tempDir();
     await writeFile(join(parent, "not-a-dir"), "");
     const config = loadConfig({ BIND: "127.0.0.1:0", FILE_SD_DIRECTORY: join(parent, "not-a-dir", "file_sd") });
     await expect(startService(config, silentLogger)).rejects.toThrowError(StoreError);
@@ -42,7 +49,7 @@ describe("files (SPEC §7)", () => {
   });
 
   it("state survives a restart; an overridden job is still found under its file and the next write goes there", async () => {
-    const first = await start();
+    const first = await start(await tempDir());
     await first.request("PUT", "/billing/prod-hou", { body: "targets=a:1&job=node&team=core" });
     await first.close();
 
@@ -56,7 +63,7 @@ describe("files (SPEC §7)", () => {
   });
 
   it("leaves corrupt and foreign files as they are; a corrupt one counts as not registered until a PUT replaces it", async () => {
-    const directory = await makeTempDir();
+    const directory = await tempDir();
     const files: Record<string, string> = {
       "broken@prod.json": "[{not json",
       "twogroups@prod.json": JSON.stringify([{ targets: ["a:1"] }, { targets: ["b:2"] }]),
@@ -80,7 +87,7 @@ describe("files (SPEC §7)", () => {
   });
 
   it("removes temporary files left by a crash, and only those", async () => {
-    const directory = await makeTempDir();
+    const directory = await tempDir();
     await writeFile(join(directory, "billing@prod.json.123456789"), "[{half");
     await writeFile(join(directory, "billing@prod.json"), JSON.stringify([{ targets: ["a:1"], labels: { job: "billing", env: "prod" } }]));
     await writeFile(join(directory, "someone-else.json.42"), "keep me");
