@@ -4,24 +4,47 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import { createApp } from "./app.js";
+import { guards, OPEN } from "./auth/authorize.js";
+import { TokensFile } from "./auth/tokens-file.js";
 import type { Config } from "./config.js";
 import { FileStore } from "./filestore/store.js";
 import { watchDirectory } from "./filestore/watch.js";
+import { createMetrics } from "./metrics.js";
 
 export interface RunningService {
   readonly url: string;
   readonly store: FileStore;
-  /** Stops accepting, lets requests in flight finish and their writes land, stops the watch. */
+  /** Stops accepting, lets requests in flight finish and their writes land, stops the watches. */
   close(): Promise<void>;
 }
 
 const DRAIN_TIMEOUT_MS = 10_000;
 
-/** Opens the store, starts the watch and the listener. Throws when the directory is unusable. */
+/**
+ * Opens the store, starts the watches and the listener. Throws when the
+ * directory is unusable or AUTH_TOKENS_FILE is missing or invalid.
+ */
 export async function startService(config: Config, logger: Logger): Promise<RunningService> {
-  const store = await FileStore.open({ directory: config.fileSdDirectory, logger });
+  const metrics = createMetrics();
+  // Not listening yet, so nobody can see this state; it matters again once shutdown begins.
+  let notReadyBecause: string | undefined = "loading the file_sd directory";
+  const tokens =
+    config.authTokensFile === undefined
+      ? undefined
+      : await TokensFile.open({ path: config.authTokensFile, logger, onReload: metrics.tokensFileReloaded });
+  const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver });
+  metrics.measureRegistered(store);
   const watch = await watchDirectory(store, logger);
-  const app = createApp({ store, logger, maxBodyBytes: config.maxBodyBytes });
+  notReadyBecause = undefined;
+
+  const app = createApp({
+    store,
+    logger,
+    maxBodyBytes: config.maxBodyBytes,
+    metrics,
+    readiness: { notReadyBecause: () => notReadyBecause },
+    guards: tokens === undefined ? OPEN : guards(tokens),
+  });
 
   const server: Server =
     config.tls === undefined
@@ -38,11 +61,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const scheme = config.tls === undefined ? "http" : "https";
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `${scheme}://${host}:${address.port}`;
-  logger.info({ url, directory: store.directory }, "listening");
+  logger.info({ url, directory: store.directory, tokens: tokens?.path ?? "none" }, "listening");
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      notReadyBecause = "shutting down";
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const force = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
@@ -50,6 +74,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       clearTimeout(force);
       await store.idle();
       await watch.close();
+      await tokens?.close();
     })();
     return closing;
   };
