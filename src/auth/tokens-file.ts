@@ -4,6 +4,8 @@ import { watch, type FSWatcher } from "chokidar";
 import type { Logger } from "pino";
 import { parsePolicy, PolicyError, type Policy } from "./policy.js";
 
+const SETTLE_MS = 150;
+
 export interface TokensFileOptions {
   readonly path: string;
   readonly logger: Logger;
@@ -23,6 +25,7 @@ export class TokensFile {
   private watcher: FSWatcher | undefined;
   private reloading: Promise<void> | undefined;
   private reloadAgain = false;
+  private settling: NodeJS.Timeout | undefined;
 
   private constructor(
     path: string,
@@ -62,6 +65,7 @@ export class TokensFile {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.settling);
     await this.watcher?.close();
     await this.reloading;
   }
@@ -81,15 +85,25 @@ export class TokensFile {
       ignored: (path) => path !== directory && !relevant(path),
     });
     watcher.on("all", (_event, path) => {
-      if (relevant(path)) this.scheduleReload();
+      if (relevant(path)) this.settleThenReload();
     });
     watcher.on("error", (error) => this.options.logger.error({ err: error, file: this.path }, "tokens file watch error"));
     await new Promise<void>((resolveReady) => watcher.once("ready", resolveReady));
     this.watcher = watcher;
   }
 
+  /**
+   * Reads the file once events have stopped for a moment. chokidar drops a
+   * `change` that follows another within 50 ms, so reading at the first event
+   * could see a half-written file and then never hear of the rest.
+   */
+  private settleThenReload(): void {
+    clearTimeout(this.settling);
+    this.settling = setTimeout(() => this.reloadOneAtATime(), SETTLE_MS);
+  }
+
   /** One reload at a time; changes that arrive during one lead to exactly one more. */
-  private scheduleReload(): void {
+  private reloadOneAtATime(): void {
     if (this.reloading !== undefined) {
       this.reloadAgain = true;
       return;

@@ -15,6 +15,10 @@ export function groupFilter(ctx: Context): (entry: Entry) => boolean {
     (environments === undefined || environments.has(appEnv.environment));
 }
 
+export function isFiltered(ctx: Context): boolean {
+  return ctx.query.application !== undefined || ctx.query.environment !== undefined;
+}
+
 function namesOf(ctx: Context, parameter: "application" | "environment"): ReadonlySet<string> | undefined {
   const given = ctx.query[parameter];
   if (given === undefined) return undefined;

@@ -1,7 +1,8 @@
 import type { Context } from "koa";
-import type { FileStore } from "../filestore/store.js";
+import type { Entry, FileStore } from "../filestore/store.js";
 import type { TargetGroup } from "../model.js";
-import { groupFilter, sortedEntries } from "./group-filter.js";
+import { AnswerCache } from "./answer-cache.js";
+import { groupFilter, isFiltered, sortedEntries } from "./group-filter.js";
 
 /**
  * Labels naming the source of each group. They start with `__meta_`, so
@@ -16,19 +17,27 @@ export const META_LABELS = {
 
 /**
  * `GET /-/http_sd`: every group in Prometheus' http_sd format, so a Prometheus
- * that does not share the directory can use `http_sd_configs` instead.
+ * that does not share the directory can use `http_sd_configs` instead. Every
+ * Prometheus asks for everything on each refresh, so that answer is cached.
  */
 export function httpSd(store: FileStore) {
+  const everything = new AnswerCache();
   return (ctx: Context): void => {
-    const groups: TargetGroup[] = sortedEntries(store.list(), groupFilter(ctx)).map(({ appEnv, fileName, group }) => ({
-      targets: group.targets,
-      labels: {
-        ...group.labels,
-        [META_LABELS.application]: appEnv.application,
-        [META_LABELS.environment]: appEnv.environment,
-        [META_LABELS.file]: fileName,
-      },
-    }));
-    ctx.body = groups;
+    ctx.type = "json";
+    ctx.body = isFiltered(ctx)
+      ? JSON.stringify(render(sortedEntries(store.list(), groupFilter(ctx))))
+      : everything.answer(store.list(), (entries) => render(sortedEntries(entries, () => true)));
   };
+}
+
+function render(entries: readonly Entry[]): TargetGroup[] {
+  return entries.map(({ appEnv, fileName, group }) => ({
+    targets: group.targets,
+    labels: {
+      ...group.labels,
+      [META_LABELS.application]: appEnv.application,
+      [META_LABELS.environment]: appEnv.environment,
+      [META_LABELS.file]: fileName,
+    },
+  }));
 }

@@ -1,7 +1,8 @@
 import type { Context } from "koa";
-import type { FileStore } from "../filestore/store.js";
+import type { Entry, FileStore } from "../filestore/store.js";
 import type { Labels } from "../model.js";
-import { groupFilter, sortedEntries } from "./group-filter.js";
+import { AnswerCache } from "./answer-cache.js";
+import { groupFilter, isFiltered, sortedEntries } from "./group-filter.js";
 
 /** One line of the index: what is registered for an application/environment, without the target list. */
 export interface IndexLine {
@@ -16,15 +17,24 @@ export interface IndexLine {
 
 /** `GET /`: everything registered, sorted by application then environment, optionally filtered. */
 export function index(store: FileStore) {
+  const everything = new AnswerCache();
   return (ctx: Context): void => {
-    const groups: IndexLine[] = sortedEntries(store.list(), groupFilter(ctx)).map((entry) => ({
+    ctx.type = "json";
+    ctx.body = isFiltered(ctx)
+      ? JSON.stringify(render(sortedEntries(store.list(), groupFilter(ctx))))
+      : everything.answer(store.list(), (entries) => render(sortedEntries(entries, () => true)));
+  };
+}
+
+function render(entries: readonly Entry[]): { groups: IndexLine[] } {
+  return {
+    groups: entries.map((entry) => ({
       application: entry.appEnv.application,
       environment: entry.appEnv.environment,
       file: entry.fileName,
       targets: entry.group.targets.length,
       labels: entry.group.labels,
       changedAt: entry.changedAt.toISOString(),
-    }));
-    ctx.body = { groups };
+    })),
   };
 }
