@@ -65,8 +65,8 @@ export class TokensFile {
   }
 
   async close(): Promise<void> {
-    clearTimeout(this.settling);
     await this.watcher?.close();
+    clearTimeout(this.settling);
     await this.reloading;
   }
 
