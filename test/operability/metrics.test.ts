@@ -62,6 +62,7 @@ describe("GET /metrics", () => {
     await service.request("DELETE", "/nothing/here");
     await service.request("PUT", "/billing/prod", { body: "x", contentType: "text/plain" });
     await service.request("GET", "/?application=..");
+    await service.request("PUT", "/billing/prod", { body: `targets=${"a".repeat(1024 * 1024)}` });
     const { samples } = await scrape(service);
     const rejected = (reason: string) => sampleValue(samples, "file_sd_rejected_requests_total", { reason });
     expect(rejected("bad_name")).toBe(2);
@@ -70,6 +71,7 @@ describe("GET /metrics", () => {
     expect(rejected("method")).toBe(1);
     expect(rejected("not_found")).toBe(1);
     expect(rejected("media_type")).toBe(1);
+    expect(rejected("too_large")).toBe(1);
     expect(rejected("unauthorized")).toBe(0);
     expect(samples.filter((sample) => sample.name === "file_sd_rejected_requests_total")).toHaveLength(11);
   });

@@ -85,7 +85,13 @@ describe("HTTPS when CERTFILE and KEYFILE are set", () => {
   });
 });
 
-describe("TLS configuration", () => {
+describe("configuration for operations", () => {
+  it("AUTH_TOKENS_FILE is optional; blank means unset", () => {
+    expect(loadConfig({}).authTokensFile).toBeUndefined();
+    expect(loadConfig({ AUTH_TOKENS_FILE: "  " }).authTokensFile).toBeUndefined();
+    expect(loadConfig({ AUTH_TOKENS_FILE: " /etc/file-sd/tokens.yaml " }).authTokensFile).toBe("/etc/file-sd/tokens.yaml");
+  });
+
   it("CERTFILE without KEYFILE (or the reverse) is a configuration error", () => {
     for (const env of [{ CERTFILE: "/tmp/cert.pem" }, { KEYFILE: "/tmp/key.pem" }]) {
       expect(() => loadConfig(env)).toThrow(ConfigError);
