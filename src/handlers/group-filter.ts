@@ -7,16 +7,12 @@ import { isValidName } from "../parse/values.js";
  * `?application=` and `?environment=` for the index and http_sd: exact names,
  * each may be repeated to mean "any of these". Absent means no filter.
  */
-export function groupFilter(ctx: Context): (entry: Entry) => boolean {
+function groupFilter(ctx: Context): (entry: Entry) => boolean {
   const applications = namesOf(ctx, "application");
   const environments = namesOf(ctx, "environment");
   return ({ appEnv }) =>
     (applications === undefined || applications.has(appEnv.application)) &&
     (environments === undefined || environments.has(appEnv.environment));
-}
-
-export function isFiltered(ctx: Context): boolean {
-  return ctx.query.application !== undefined || ctx.query.environment !== undefined;
 }
 
 function namesOf(ctx: Context, parameter: "application" | "environment"): ReadonlySet<string> | undefined {
@@ -37,16 +33,10 @@ function namesOf(ctx: Context, parameter: "application" | "environment"): Readon
   return new Set(names);
 }
 
-/** Registered groups that pass the filter, by application then environment (code-unit order, not locale). */
-export function sortedEntries(entries: Iterable<Entry>, keep: (entry: Entry) => boolean): Entry[] {
+/** The registered groups a request's filter selects, in the store's order. */
+export function selectedEntries(ctx: Context, entries: Iterable<Entry>): Entry[] {
+  const keep = groupFilter(ctx);
   const kept: Entry[] = [];
   for (const entry of entries) if (keep(entry)) kept.push(entry);
-  return kept.sort(
-    (a, b) =>
-      compare(a.appEnv.application, b.appEnv.application) || compare(a.appEnv.environment, b.appEnv.environment),
-  );
-}
-
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  return kept;
 }

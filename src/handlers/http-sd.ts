@@ -1,8 +1,8 @@
 import type { Context } from "koa";
 import type { Entry, FileStore } from "../filestore/store.js";
 import type { TargetGroup } from "../model.js";
-import { AnswerCache } from "./answer-cache.js";
-import { groupFilter, isFiltered, sortedEntries } from "./group-filter.js";
+import { selectedEntries } from "./group-filter.js";
+import { GroupListJson } from "./group-list-json.js";
 
 /**
  * Labels naming the source of each group. They start with `__meta_`, so
@@ -17,21 +17,19 @@ export const META_LABELS = {
 
 /**
  * `GET /-/http_sd`: every group in Prometheus' http_sd format, so a Prometheus
- * that does not share the directory can use `http_sd_configs` instead. Every
- * Prometheus asks for everything on each refresh, so that answer is cached.
+ * that does not share the directory can use `http_sd_configs` instead.
  */
 export function httpSd(store: FileStore) {
-  const everything = new AnswerCache();
+  const json = new GroupListJson(render);
   return (ctx: Context): void => {
+    const entries = selectedEntries(ctx, store.list());
     ctx.type = "json";
-    ctx.body = isFiltered(ctx)
-      ? JSON.stringify(render(sortedEntries(store.list(), groupFilter(ctx))))
-      : everything.answer(store.list(), (entries) => render(sortedEntries(entries, () => true)));
+    ctx.body = json.of(entries);
   };
 }
 
-function render(entries: readonly Entry[]): TargetGroup[] {
-  return entries.map(({ appEnv, fileName, group }) => ({
+function render({ appEnv, fileName, group }: Entry): TargetGroup {
+  return {
     targets: group.targets,
     labels: {
       ...group.labels,
@@ -39,5 +37,5 @@ function render(entries: readonly Entry[]): TargetGroup[] {
       [META_LABELS.environment]: appEnv.environment,
       [META_LABELS.file]: fileName,
     },
-  }));
+  };
 }

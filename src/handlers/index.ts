@@ -1,8 +1,8 @@
 import type { Context } from "koa";
 import type { Entry, FileStore } from "../filestore/store.js";
 import type { Labels } from "../model.js";
-import { AnswerCache } from "./answer-cache.js";
-import { groupFilter, isFiltered, sortedEntries } from "./group-filter.js";
+import { selectedEntries } from "./group-filter.js";
+import { GroupListJson } from "./group-list-json.js";
 
 /** One line of the index: what is registered for an application/environment, without the target list. */
 export interface IndexLine {
@@ -15,26 +15,23 @@ export interface IndexLine {
   readonly changedAt: string;
 }
 
-/** `GET /`: everything registered, sorted by application then environment, optionally filtered. */
+/** `GET /`: `{"groups": [IndexLine…]}`, sorted by application then environment, optionally filtered. */
 export function index(store: FileStore) {
-  const everything = new AnswerCache();
+  const json = new GroupListJson(render);
   return (ctx: Context): void => {
+    const entries = selectedEntries(ctx, store.list());
     ctx.type = "json";
-    ctx.body = isFiltered(ctx)
-      ? JSON.stringify(render(sortedEntries(store.list(), groupFilter(ctx))))
-      : everything.answer(store.list(), (entries) => render(sortedEntries(entries, () => true)));
+    ctx.body = `{"groups":${json.of(entries)}}`;
   };
 }
 
-function render(entries: readonly Entry[]): { groups: IndexLine[] } {
+function render(entry: Entry): IndexLine {
   return {
-    groups: entries.map((entry) => ({
-      application: entry.appEnv.application,
-      environment: entry.appEnv.environment,
-      file: entry.fileName,
-      targets: entry.group.targets.length,
-      labels: entry.group.labels,
-      changedAt: entry.changedAt.toISOString(),
-    })),
+    application: entry.appEnv.application,
+    environment: entry.appEnv.environment,
+    file: entry.fileName,
+    targets: entry.group.targets.length,
+    labels: entry.group.labels,
+    changedAt: entry.changedAt.toISOString(),
   };
 }
