@@ -26,16 +26,23 @@ const DRAIN_TIMEOUT_MS = 10_000;
  */
 export async function startService(config: Config, logger: Logger): Promise<RunningService> {
   const metrics = createMetrics();
-  // Not listening yet, so nobody can see this state; it matters again once shutdown begins.
-  let notReadyBecause: string | undefined = "loading the file_sd directory";
+  // The listener opens only once the directory is loaded and watched: from the first request
+  // on, the service is ready, until shutdown begins.
+  let notReadyBecause: string | undefined;
+  const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver });
+  metrics.measureRegistered(store);
   const tokens =
     config.authTokensFile === undefined
       ? undefined
       : await TokensFile.open({ path: config.authTokensFile, logger, onReload: metrics.tokensFileReloaded });
-  const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver });
-  metrics.measureRegistered(store);
-  const watch = await watchDirectory(store, logger);
-  notReadyBecause = undefined;
+  const watch = await watchDirectory(store, logger).catch(async (error: unknown) => {
+    await tokens?.close();
+    throw error;
+  });
+  const stopWatching = async (): Promise<void> => {
+    await watch.close();
+    await tokens?.close();
+  };
 
   const app = createApp({
     store,
@@ -46,17 +53,23 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     guards: tokens === undefined ? OPEN : guards(tokens),
   });
 
-  const server: Server =
-    config.tls === undefined
-      ? createHttpServer(app.callback())
-      : createHttpsServer(
-          { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) },
-          app.callback(),
-        );
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
+  let server: Server;
+  try {
+    server =
+      config.tls === undefined
+        ? createHttpServer(app.callback())
+        : createHttpsServer(
+            { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) },
+            app.callback(),
+          );
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+  } catch (error) {
+    await stopWatching();
+    throw error;
+  }
   const address = server.address() as AddressInfo;
   const scheme = config.tls === undefined ? "http" : "https";
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
@@ -73,8 +86,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       await closed;
       clearTimeout(force);
       await store.idle();
-      await watch.close();
-      await tokens?.close();
+      await stopWatching();
     })();
     return closing;
   };
