@@ -135,9 +135,12 @@ export class TokensFile {
       this.current = parsePolicy(text);
       this.currentText = text;
     } catch (error) {
-      if (!(error instanceof PolicyError)) throw error;
+      // Whatever went wrong, the tokens in force stay: a reload must never open or close the door by accident.
       onReload?.("error");
-      logger.error({ file: this.path, reason: error.message }, "tokens file is not valid; keeping the tokens loaded before");
+      logger.error(
+        { file: this.path, reason: (error as Error).message },
+        "tokens file is not valid; keeping the tokens loaded before",
+      );
       return;
     }
     onReload?.("ok");
