@@ -2,20 +2,53 @@ import Router from "@koa/router";
 import Koa from "koa";
 import { HttpMethodEnum, koaBody } from "koa-body";
 import type { Logger } from "pino";
+import { OPEN, type Guards } from "./auth/authorize.js";
 import type { FileStore } from "./filestore/store.js";
+import { onlyGet } from "./handlers/allowed-methods.js";
 import { errorAnswers } from "./handlers/errors.js";
 import { deleteGroup, getGroup, methodNotAllowed, notFound, postGroup, putGroup } from "./handlers/groups.js";
+import { healthy, ready, type Readiness } from "./handlers/health.js";
+import { httpSd } from "./handlers/http-sd.js";
+import { index } from "./handlers/index.js";
+import { metrics as metricsText } from "./handlers/metrics.js";
+import { openapi } from "./handlers/openapi.js";
 import { requestLog } from "./handlers/request-log.js";
+import { createMetrics, type ServiceMetrics } from "./metrics.js";
 import { SUPPORTED_MEDIA_TYPES } from "./parse/body.js";
 
 export interface AppDependencies {
   readonly store: FileStore;
   readonly logger: Logger;
   readonly maxBodyBytes: number;
+  /** Default: a fresh registry that counts requests but does not see the store's writes. */
+  readonly metrics?: ServiceMetrics;
+  /** Default: always ready. */
+  readonly readiness?: Readiness;
+  /** Default: no tokens needed (AUTH_TOKENS_FILE not set). */
+  readonly guards?: Guards;
 }
 
-/** Wiring only: store → router → Koa app. */
-export function createApp({ store, logger, maxBodyBytes }: AppDependencies): Koa {
+const ALWAYS_READY: Readiness = { notReadyBecause: () => undefined };
+
+export type Wiring = Required<AppDependencies>;
+
+/** Fills in the defaults, once, so the router and the middlewares share one metrics registry. */
+export function complete(dependencies: AppDependencies): Wiring {
+  const metrics = dependencies.metrics ?? createMetrics();
+  if (dependencies.metrics === undefined) metrics.measureRegistered(dependencies.store);
+  return {
+    ...dependencies,
+    metrics,
+    readiness: dependencies.readiness ?? ALWAYS_READY,
+    guards: dependencies.guards ?? OPEN,
+  };
+}
+
+/**
+ * Every route the service answers. The service's own endpoints come first and
+ * answer 405 to other methods: `/-/…` also matches `/:application/:environment`.
+ */
+export function createRouter({ store, maxBodyBytes, metrics, readiness, guards }: Wiring): Router {
   // Every supported body arrives as text; src/parse decides what it means.
   const body = koaBody({
     json: false,
@@ -28,16 +61,37 @@ export function createApp({ store, logger, maxBodyBytes }: AppDependencies): Koa
 
   const router = new Router();
   router
-    .get("/:application/:environment", getGroup(store))
-    .put("/:application/:environment", body, putGroup(store))
-    .post("/:application/:environment", body, postGroup(store))
-    .delete("/:application/:environment", body, deleteGroup(store))
+    .get("/", guards.read, index(store))
+    .all("/", onlyGet)
+    .get("/metrics", metricsText(metrics.registry))
+    .all("/metrics", onlyGet)
+    .get("/-/healthy", healthy)
+    .all("/-/healthy", onlyGet)
+    .get("/-/ready", ready(readiness))
+    .all("/-/ready", onlyGet)
+    .get("/-/http_sd", guards.read, httpSd(store))
+    .all("/-/http_sd", onlyGet)
+    .get("/-/openapi.json", openapi)
+    .all("/-/openapi.json", onlyGet);
+  router
+    .get("/:application/:environment", guards.read, getGroup(store))
+    .put("/:application/:environment", guards.write, body, putGroup(store))
+    .post("/:application/:environment", guards.write, body, postGroup(store))
+    .delete("/:application/:environment", guards.write, body, deleteGroup(store))
     .all("/:application/:environment", methodNotAllowed);
+  return router;
+}
 
+/** Wiring only: store → router → Koa app. */
+export function createApp(dependencies: AppDependencies): Koa {
+  const wiring = complete(dependencies);
+  const { logger, maxBodyBytes, metrics } = wiring;
   const app = new Koa();
   app.use(requestLog(logger));
+  app.use(metrics.countRequests);
   app.use(errorAnswers(logger, maxBodyBytes));
-  app.use(router.routes());
+  app.use(metrics.noteRejections);
+  app.use(createRouter(wiring).routes());
   app.use(notFound);
   return app;
 }

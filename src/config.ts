@@ -6,6 +6,8 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly maxBodyBytes: number;
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
+  /** Write tokens (and optionally read tokens); undefined: nobody needs a token. */
+  readonly authTokensFile: string | undefined;
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -35,6 +37,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     logLevel: parseLogLevel(value("LOGLEVEL")),
     maxBodyBytes: parseMaxBodyBytes(value("MAX_BODY_BYTES")),
     tls: parseTls(env.CERTFILE?.trim() || undefined, env.KEYFILE?.trim() || undefined),
+    authTokensFile: env.AUTH_TOKENS_FILE?.trim() || undefined,
   };
 }
 

@@ -1,4 +1,21 @@
 /**
+ * Why a request was refused, as a small fixed set: the label of
+ * `file_sd_rejected_requests_total`, so its cardinality never grows.
+ */
+export type RejectReason =
+  | "bad_name"
+  | "bad_body"
+  | "rule"
+  | "bad_request"
+  | "unauthorized"
+  | "forbidden"
+  | "not_found"
+  | "method"
+  | "too_large"
+  | "media_type"
+  | "other";
+
+/**
  * A request the service refuses. Thrown anywhere below the handlers; the error
  * middleware turns it into `{"message": …}` with this status. The message is
  * for the person at the terminal: what was wrong, with the value, and the fix.
@@ -8,9 +25,23 @@ export class RuleError extends Error {
     readonly status: 400 | 401 | 403 | 404 | 405 | 413 | 415,
     message: string,
     readonly headers: Readonly<Record<string, string>> = {},
+    /** Set where the status alone does not say it (a 400 may be a bad name, a bad body or a rule). */
+    readonly reason?: RejectReason,
   ) {
     super(message);
     this.name = "RuleError";
+  }
+}
+
+/** Runs `step`; a 400 it throws without a reason is rethrown as one refused for `reason`. */
+export function rejectAs<T>(reason: RejectReason, step: () => T): T {
+  try {
+    return step();
+  } catch (error) {
+    if (error instanceof RuleError && error.status === 400 && error.reason === undefined) {
+      throw new RuleError(error.status, error.message, error.headers, reason);
+    }
+    throw error;
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Context } from "koa";
-import { RuleError } from "../errors.js";
+import { rejectAs, RuleError } from "../errors.js";
 import type { FileStore } from "../filestore/store.js";
 import type { AppEnv, Change, TargetGroup } from "../model.js";
 import { formatOf, parseBody, unsupportedMediaType } from "../parse/body.js";
@@ -14,7 +14,7 @@ export const GROUP_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"] as const;
 
 function appEnvOf(ctx: Context): AppEnv {
   const params = (ctx as Context & { params: Record<string, string | undefined> }).params;
-  return parseAppEnv(params.application ?? "", params.environment ?? "");
+  return rejectAs("bad_name", () => parseAppEnv(params.application ?? "", params.environment ?? ""));
 }
 
 /** The body koa-body read as text (for the types it was told about), as targets and labels. */
@@ -41,8 +41,8 @@ export function getGroup(store: FileStore) {
 function mutate(store: FileStore, rule: Rule) {
   return async (ctx: Context): Promise<void> => {
     const appEnv = appEnvOf(ctx);
-    const change = changeOf(ctx);
-    const { before, after } = await store.update(appEnv, (current) => rule(current, change, appEnv));
+    const change = rejectAs("bad_body", () => changeOf(ctx));
+    const { before, after } = await store.update(appEnv, (current) => rejectAs("rule", () => rule(current, change, appEnv)));
     const answer = after ?? before;
     ctx.body = answer === undefined ? [] : [answer];
   };

@@ -1,0 +1,42 @@
+import type { Context } from "koa";
+import { RuleError } from "../errors.js";
+import type { Entry } from "../filestore/store.js";
+import { isValidName } from "../parse/values.js";
+
+/**
+ * `?application=` and `?environment=` for the index and http_sd: exact names,
+ * each may be repeated to mean "any of these". Absent means no filter.
+ */
+function groupFilter(ctx: Context): (entry: Entry) => boolean {
+  const applications = namesOf(ctx, "application");
+  const environments = namesOf(ctx, "environment");
+  return ({ appEnv }) =>
+    (applications === undefined || applications.has(appEnv.application)) &&
+    (environments === undefined || environments.has(appEnv.environment));
+}
+
+function namesOf(ctx: Context, parameter: "application" | "environment"): ReadonlySet<string> | undefined {
+  const given = ctx.query[parameter];
+  if (given === undefined) return undefined;
+  const names = typeof given === "string" ? [given] : given;
+  for (const name of names) {
+    if (!isValidName(name)) {
+      throw new RuleError(
+        400,
+        `?${parameter}=${JSON.stringify(name)} is not a valid name: use 1-128 characters from [A-Za-z0-9_.-], ` +
+          "starting with a letter, digit or underscore",
+        {},
+        "bad_name",
+      );
+    }
+  }
+  return new Set(names);
+}
+
+/** The registered groups a request's filter selects, in the store's order. */
+export function selectedEntries(ctx: Context, entries: Iterable<Entry>): Entry[] {
+  const keep = groupFilter(ctx);
+  const kept: Entry[] = [];
+  for (const entry of entries) if (keep(entry)) kept.push(entry);
+  return kept;
+}

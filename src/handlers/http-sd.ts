@@ -1,0 +1,41 @@
+import type { Context } from "koa";
+import type { Entry, FileStore } from "../filestore/store.js";
+import type { TargetGroup } from "../model.js";
+import { selectedEntries } from "./group-filter.js";
+import { GroupListJson } from "./group-list-json.js";
+
+/**
+ * Labels naming the source of each group. They start with `__meta_`, so
+ * Prometheus offers them to relabelling and drops them afterwards; they are
+ * set last, so a registered label of the same name cannot disguise a group.
+ */
+export const META_LABELS = {
+  application: "__meta_filesd_application",
+  environment: "__meta_filesd_environment",
+  file: "__meta_filesd_file",
+} as const;
+
+/**
+ * `GET /-/http_sd`: every group in Prometheus' http_sd format, so a Prometheus
+ * that does not share the directory can use `http_sd_configs` instead.
+ */
+export function httpSd(store: FileStore) {
+  const json = new GroupListJson(render);
+  return (ctx: Context): void => {
+    const entries = selectedEntries(ctx, store.list());
+    ctx.type = "json";
+    ctx.body = json.of(entries);
+  };
+}
+
+function render({ appEnv, fileName, group }: Entry): TargetGroup {
+  return {
+    targets: group.targets,
+    labels: {
+      ...group.labels,
+      [META_LABELS.application]: appEnv.application,
+      [META_LABELS.environment]: appEnv.environment,
+      [META_LABELS.file]: fileName,
+    },
+  };
+}

@@ -1,0 +1,37 @@
+import type { Context } from "koa";
+import type { Entry, FileStore } from "../filestore/store.js";
+import type { Labels } from "../model.js";
+import { selectedEntries } from "./group-filter.js";
+import { GroupListJson } from "./group-list-json.js";
+
+/** One line of the index: what is registered for an application/environment, without the target list. */
+export interface IndexLine {
+  readonly application: string;
+  readonly environment: string;
+  readonly file: string;
+  readonly targets: number;
+  readonly labels: Labels;
+  /** When the file last changed: our own write, or the file's mtime when loaded or changed from outside. */
+  readonly changedAt: string;
+}
+
+/** `GET /`: `{"groups": [IndexLine…]}`, sorted by application then environment, optionally filtered. */
+export function index(store: FileStore) {
+  const json = new GroupListJson(render);
+  return (ctx: Context): void => {
+    const entries = selectedEntries(ctx, store.list());
+    ctx.type = "json";
+    ctx.body = `{"groups":${json.of(entries)}}`;
+  };
+}
+
+function render(entry: Entry): IndexLine {
+  return {
+    application: entry.appEnv.application,
+    environment: entry.appEnv.environment,
+    file: entry.fileName,
+    targets: entry.group.targets.length,
+    labels: entry.group.labels,
+    changedAt: entry.changedAt.toISOString(),
+  };
+}

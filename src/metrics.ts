@@ -1,0 +1,198 @@
+import { METHODS } from "node:http";
+import type { Middleware } from "koa";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { RuleError, type RejectReason } from "./errors.js";
+import type { Entry, StoreObserver } from "./filestore/store.js";
+
+/**
+ * Everything `/metrics` shows. One Registry per service, not prom-client's
+ * global one, so a test can run several services in one process.
+ *
+ * Every label takes values from a small fixed set: the route template the
+ * router matched (never the raw path), the HTTP method, the status code, a
+ * RejectReason. Application names never become label values.
+ */
+export interface ServiceMetrics {
+  readonly registry: Registry;
+  /** Hooks the file store calls on every write, removal, failure and outside change. */
+  readonly storeObserver: StoreObserver;
+  /** Outermost: counts and times every request by method, matched route and final status. */
+  readonly countRequests: Middleware;
+  /** Inside the error middleware: notes why a refused request was refused, for countRequests to count. */
+  readonly noteRejections: Middleware;
+  /** Groups and targets are read from the store at scrape time, so they can never drift. */
+  measureRegistered(registered: Registered): void;
+  tokensFileReloaded(result: "ok" | "error"): void;
+}
+
+/** What the gauges read at scrape time: the FileStore. */
+export interface Registered {
+  readonly size: number;
+  list(): Iterable<Entry>;
+}
+
+const PREFIX = "file_sd_";
+const UNMATCHED_ROUTE = "unmatched";
+const KNOWN_METHODS = new Set(METHODS);
+
+const REJECT_REASONS: readonly RejectReason[] = [
+  "bad_name",
+  "bad_body",
+  "rule",
+  "bad_request",
+  "unauthorized",
+  "forbidden",
+  "not_found",
+  "method",
+  "too_large",
+  "media_type",
+  "other",
+];
+
+const REASON_BY_STATUS: Readonly<Record<number, RejectReason>> = {
+  400: "bad_request",
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not_found",
+  405: "method",
+  413: "too_large",
+  415: "media_type",
+};
+
+export function createMetrics(): ServiceMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const requests = new Counter({
+    name: `${PREFIX}http_requests_total`,
+    help: "HTTP requests answered, by method, matched route template and status code.",
+    labelNames: ["method", "route", "status"] as const,
+    registers,
+  });
+  const requestDuration = new Histogram({
+    name: `${PREFIX}http_request_duration_seconds`,
+    help: "Time from receiving a request to having its answer ready, by method and matched route template.",
+    labelNames: ["method", "route"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
+  const rejected = new Counter({
+    name: `${PREFIX}rejected_requests_total`,
+    help: "Requests refused with a 4xx status, by reason.",
+    labelNames: ["reason"] as const,
+    registers,
+  });
+  const fileWrite = new Histogram({
+    name: `${PREFIX}file_write_duration_seconds`,
+    help: "Time to write one file_sd file atomically (write, fsync, rename, directory fsync).",
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+  const filesRemoved = new Counter({
+    name: `${PREFIX}files_removed_total`,
+    help: "file_sd files removed because their group was deleted.",
+    registers,
+  });
+  const writeErrors = new Counter({
+    name: `${PREFIX}file_write_errors_total`,
+    help: "Writes or removals the disk refused; each one answered 5xx and changed nothing.",
+    registers,
+  });
+  const readErrors = new Counter({
+    name: `${PREFIX}file_read_errors_total`,
+    help: "Managed files that could not be read or did not hold a valid target group.",
+    registers,
+  });
+  const outsideChanges = new Counter({
+    name: `${PREFIX}outside_changes_total`,
+    help: "Managed files created, edited or removed by someone else and picked up from the directory watch.",
+    registers,
+  });
+  const leftoversRemoved = new Counter({
+    name: `${PREFIX}leftover_files_removed_total`,
+    help: "Temporary files left by a crash and removed at start.",
+    registers,
+  });
+  const tokenReloads = new Counter({
+    name: `${PREFIX}tokens_file_reloads_total`,
+    help: "Reloads of AUTH_TOKENS_FILE after it changed; result=error kept the previous tokens.",
+    labelNames: ["result"] as const,
+    registers,
+  });
+
+  // Series that exist from the start, at 0, so rate() and alerts see the first increase.
+  for (const reason of REJECT_REASONS) rejected.inc({ reason }, 0);
+  for (const result of ["ok", "error"] as const) tokenReloads.inc({ result }, 0);
+
+  let registered: Registered = { size: 0, list: () => [] };
+  new Gauge({
+    name: `${PREFIX}groups`,
+    help: "Registered application/environment groups (one file each).",
+    registers,
+    collect() {
+      this.set(registered.size);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}targets`,
+    help: "Registered targets, over every group.",
+    registers,
+    collect() {
+      let targets = 0;
+      for (const entry of registered.list()) targets += entry.group.targets.length;
+      this.set(targets);
+    },
+  });
+
+  const storeObserver: StoreObserver = {
+    fileWritten: (_fileName, seconds) => fileWrite.observe(seconds),
+    fileRemoved: () => filesRemoved.inc(),
+    writeFailed: () => writeErrors.inc(),
+    readFailed: () => readErrors.inc(),
+    outsideChange: () => outsideChanges.inc(),
+    leftoverRemoved: () => leftoversRemoved.inc(),
+  };
+
+  const countRequests: Middleware = async (ctx, next) => {
+    const started = process.hrtime.bigint();
+    try {
+      await next();
+    } finally {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const method = KNOWN_METHODS.has(ctx.method) ? ctx.method : "other";
+      const route = routeOf(ctx);
+      requests.inc({ method, route, status: String(ctx.status) });
+      requestDuration.observe({ method, route }, seconds);
+      if (ctx.status >= 400 && ctx.status < 500) {
+        rejected.inc({ reason: (ctx.state.rejectReason as RejectReason | undefined) ?? REASON_BY_STATUS[ctx.status] ?? "other" });
+      }
+    }
+  };
+
+  const noteRejections: Middleware = async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      if (error instanceof RuleError && error.reason !== undefined) ctx.state.rejectReason = error.reason;
+      throw error;
+    }
+  };
+
+  return {
+    registry,
+    storeObserver,
+    countRequests,
+    noteRejections,
+    measureRegistered: (store) => {
+      registered = store;
+    },
+    tokensFileReloaded: (result) => tokenReloads.inc({ result }),
+  };
+}
+
+/** The route template @koa/router ran (`/:application/:environment`), never the raw path. */
+function routeOf(ctx: object): string {
+  const route = (ctx as { _matchedRoute?: unknown })._matchedRoute;
+  return typeof route === "string" ? route : UNMATCHED_ROUTE;
+}

@@ -1,0 +1,363 @@
+import { META_LABELS } from "./handlers/http-sd.js";
+import { SUPPORTED_MEDIA_TYPES } from "./parse/body.js";
+
+/**
+ * The OpenAPI 3 description served at `/-/openapi.json`. A test walks the
+ * router and this document both ways, so a route cannot be added to one and
+ * forgotten in the other.
+ */
+
+type Schema =
+  | { readonly $ref: string }
+  | {
+      readonly type?: "object" | "array" | "string" | "integer";
+      readonly description?: string;
+      readonly format?: string;
+      readonly pattern?: string;
+      readonly minLength?: number;
+      readonly maxLength?: number;
+      readonly minItems?: number;
+      readonly enum?: readonly string[];
+      readonly example?: unknown;
+      readonly items?: Schema;
+      readonly properties?: Readonly<Record<string, Schema>>;
+      readonly required?: readonly string[];
+      readonly additionalProperties?: Schema | boolean;
+    };
+
+interface MediaType {
+  readonly schema: Schema;
+  readonly example?: unknown;
+}
+
+interface Response {
+  readonly description: string;
+  readonly headers?: Readonly<Record<string, { readonly description: string; readonly schema: Schema }>>;
+  readonly content?: Readonly<Record<string, MediaType>>;
+}
+
+interface Parameter {
+  readonly name: string;
+  readonly in: "path" | "query" | "header";
+  readonly description: string;
+  readonly required?: boolean;
+  readonly schema: Schema;
+  readonly style?: "form";
+  readonly explode?: boolean;
+}
+
+interface Operation {
+  readonly operationId: string;
+  readonly summary: string;
+  readonly description?: string;
+  readonly tags: readonly string[];
+  readonly parameters?: readonly (Parameter | { readonly $ref: string })[];
+  readonly requestBody?: { readonly description: string; readonly required: boolean; readonly content: Readonly<Record<string, MediaType>> };
+  readonly responses: Readonly<Record<string, Response | { readonly $ref: string }>>;
+  readonly security?: readonly SecurityRequirement[];
+}
+
+export type HttpMethod = "get" | "put" | "post" | "delete";
+
+type PathItem = Partial<Record<HttpMethod, Operation>>;
+
+export interface OpenApiDocument {
+  readonly openapi: "3.0.3";
+  readonly info: { readonly title: string; readonly version: string; readonly description: string };
+  readonly tags: readonly { readonly name: string; readonly description: string }[];
+  readonly paths: Readonly<Record<string, PathItem>>;
+  readonly components: {
+    readonly schemas: Readonly<Record<string, Schema>>;
+    readonly parameters: Readonly<Record<string, Parameter>>;
+    readonly responses: Readonly<Record<string, Response>>;
+    readonly securitySchemes: Readonly<Record<string, { readonly type: "http"; readonly scheme: "bearer"; readonly description: string }>>;
+  };
+}
+
+const ref = (kind: "schemas" | "parameters" | "responses", name: string) => ({ $ref: `#/components/${kind}/${name}` });
+const json = (schema: Schema, example?: unknown): Readonly<Record<string, MediaType>> => ({
+  "application/json": example === undefined ? { schema } : { schema, example },
+});
+
+const NAME: Schema = {
+  type: "string",
+  pattern: "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+  minLength: 1,
+  maxLength: 128,
+};
+
+/** Without AUTH_TOKENS_FILE nothing needs a token; with it, writes do, and reads when it says `read: token`. */
+type SecurityRequirement = Readonly<Record<string, readonly string[]>>;
+const WRITE_SECURITY: readonly SecurityRequirement[] = [{ bearer: [] }, {}];
+const READ_SECURITY: readonly SecurityRequirement[] = [{}, { bearer: [] }];
+
+const GROUP_RESPONSES = {
+  "200": { description: "The group: `[]` when nothing is registered.", content: json(ref("schemas", "GroupFile")) },
+  "400": ref("responses", "BadRequest"),
+  "401": ref("responses", "Unauthorized"),
+} as const;
+
+const WRITE_RESPONSES = {
+  ...GROUP_RESPONSES,
+  "200": { description: "The group after the change, on disk before this answer.", content: json(ref("schemas", "GroupFile")) },
+  "403": ref("responses", "Forbidden"),
+  "404": ref("responses", "NotFound"),
+  "413": { description: "The body is larger than MAX_BODY_BYTES.", content: json(ref("schemas", "Error")) },
+  "415": { description: "The Content-Type is not JSON, YAML or a form.", content: json(ref("schemas", "Error")) },
+  "500": { description: "The disk refused the write; nothing changed.", content: json(ref("schemas", "Error")) },
+} as const;
+
+const CHANGE_BODY = {
+  description: "`targets` and/or `labels`, as JSON, YAML or a form (`curl -d targets=host:9100 -d team=core`).",
+  required: false,
+  content: Object.fromEntries(
+    SUPPORTED_MEDIA_TYPES.map((type) => [
+      type,
+      { schema: type === "application/x-www-form-urlencoded" ? ref("schemas", "ChangeForm") : ref("schemas", "Change") },
+    ]),
+  ),
+};
+
+const GROUP_PARAMETERS = [ref("parameters", "application"), ref("parameters", "environment")];
+const FILTER_PARAMETERS = [ref("parameters", "applicationFilter"), ref("parameters", "environmentFilter")];
+
+export const OPENAPI: OpenApiDocument = {
+  openapi: "3.0.3",
+  info: {
+    title: "file_sd writer",
+    version: "1",
+    description:
+      "Register Prometheus scrape targets with curl; the service keeps one file_sd JSON file per " +
+      "application/environment. Every GET also answers HEAD. Every answer is JSON except /metrics. " +
+      "Errors are `{\"message\": …}`.",
+  },
+  tags: [
+    { name: "groups", description: "Targets and labels of one application/environment." },
+    { name: "discovery", description: "Everything registered, for people and for Prometheus." },
+    { name: "operations", description: "Health, readiness, metrics and this description." },
+  ],
+  paths: {
+    "/{application}/{environment}": {
+      get: {
+        operationId: "getGroup",
+        summary: "The group as Prometheus reads it from <application>@<environment>.json",
+        tags: ["groups"],
+        parameters: GROUP_PARAMETERS,
+        responses: GROUP_RESPONSES,
+        security: READ_SECURITY,
+      },
+      put: {
+        operationId: "putGroup",
+        summary: "Replace the targets and/or the labels",
+        tags: ["groups"],
+        parameters: GROUP_PARAMETERS,
+        requestBody: CHANGE_BODY,
+        responses: WRITE_RESPONSES,
+        security: WRITE_SECURITY,
+      },
+      post: {
+        operationId: "postGroup",
+        summary: "Add targets and/or add or change labels",
+        tags: ["groups"],
+        parameters: GROUP_PARAMETERS,
+        requestBody: CHANGE_BODY,
+        responses: WRITE_RESPONSES,
+        security: WRITE_SECURITY,
+      },
+      delete: {
+        operationId: "deleteGroup",
+        summary: "Remove targets or labels; without a body, the whole group and its file",
+        tags: ["groups"],
+        parameters: GROUP_PARAMETERS,
+        requestBody: CHANGE_BODY,
+        responses: WRITE_RESPONSES,
+        security: WRITE_SECURITY,
+      },
+    },
+    "/": {
+      get: {
+        operationId: "index",
+        summary: "Everything registered: file name, target count, labels and last change per application/environment",
+        tags: ["discovery"],
+        parameters: FILTER_PARAMETERS,
+        responses: {
+          "200": { description: "Sorted by application, then environment.", content: json(ref("schemas", "Index")) },
+          "400": ref("responses", "BadRequest"),
+          "401": ref("responses", "Unauthorized"),
+        },
+        security: READ_SECURITY,
+      },
+    },
+    "/-/http_sd": {
+      get: {
+        operationId: "httpSd",
+        summary: "Every group in Prometheus' http_sd format, for http_sd_configs",
+        description:
+          `Each group carries its labels plus ${META_LABELS.application}, ${META_LABELS.environment} and ` +
+          `${META_LABELS.file}; Prometheus drops __meta_ labels after relabelling.`,
+        tags: ["discovery"],
+        parameters: FILTER_PARAMETERS,
+        responses: {
+          "200": {
+            description: "Sorted by application, then environment.",
+            content: json({ type: "array", items: ref("schemas", "TargetGroup") }),
+          },
+          "400": ref("responses", "BadRequest"),
+          "401": ref("responses", "Unauthorized"),
+        },
+        security: READ_SECURITY,
+      },
+    },
+    "/metrics": {
+      get: {
+        operationId: "metrics",
+        summary: "Prometheus metrics of this service (never needs a token)",
+        tags: ["operations"],
+        responses: {
+          "200": {
+            description: "The Prometheus text exposition format.",
+            content: { "text/plain; version=0.0.4; charset=utf-8": { schema: { type: "string" } } },
+          },
+        },
+      },
+    },
+    "/-/healthy": {
+      get: {
+        operationId: "healthy",
+        summary: "200 while the process is up",
+        tags: ["operations"],
+        responses: { "200": { description: "Up.", content: json(ref("schemas", "Status"), { status: "healthy" }) } },
+      },
+    },
+    "/-/ready": {
+      get: {
+        operationId: "ready",
+        summary: "200 once the directory is loaded and watched; 503 before that and while shutting down",
+        tags: ["operations"],
+        responses: {
+          "200": { description: "Ready.", content: json(ref("schemas", "Status"), { status: "ready" }) },
+          "503": { description: "Not ready, and why.", content: json(ref("schemas", "Status")) },
+        },
+      },
+    },
+    "/-/openapi.json": {
+      get: {
+        operationId: "openapi",
+        summary: "This description",
+        tags: ["operations"],
+        responses: { "200": { description: "OpenAPI 3.0 document.", content: json({ type: "object" }) } },
+      },
+    },
+  },
+  components: {
+    schemas: {
+      Labels: {
+        type: "object",
+        description: "Label name → non-empty value. `job` and `env` are always present.",
+        additionalProperties: { type: "string", minLength: 1 },
+      },
+      TargetGroup: {
+        type: "object",
+        required: ["targets", "labels"],
+        properties: {
+          targets: { type: "array", minItems: 1, items: { type: "string", example: "host1:9100" } },
+          labels: ref("schemas", "Labels"),
+        },
+      },
+      GroupFile: {
+        type: "array",
+        description: "What the file holds: one group, or nothing.",
+        items: ref("schemas", "TargetGroup"),
+      },
+      Change: {
+        type: "object",
+        description: "Only these two keys; label values must be strings.",
+        properties: {
+          targets: { type: "array", items: { type: "string", example: "host1:9100" } },
+          labels: ref("schemas", "Labels"),
+        },
+        additionalProperties: false,
+      },
+      ChangeForm: {
+        type: "object",
+        description: "`targets` comma-separated or repeated; every other field is a label.",
+        properties: { targets: { type: "string", example: "host1:9100,host2:9100" } },
+        additionalProperties: { type: "string" },
+      },
+      Index: {
+        type: "object",
+        required: ["groups"],
+        properties: {
+          groups: {
+            type: "array",
+            items: {
+              type: "object",
+              required: ["application", "environment", "file", "targets", "labels", "changedAt"],
+              properties: {
+                application: NAME,
+                environment: NAME,
+                file: { type: "string", example: "billing@prod.json" },
+                targets: { type: "integer", description: "How many targets the group has." },
+                labels: ref("schemas", "Labels"),
+                changedAt: { type: "string", format: "date-time" },
+              },
+            },
+          },
+        },
+      },
+      Status: {
+        type: "object",
+        required: ["status"],
+        properties: { status: { type: "string" }, message: { type: "string" } },
+      },
+      Error: {
+        type: "object",
+        required: ["message"],
+        properties: { message: { type: "string", description: "What is wrong, and how to fix it." } },
+      },
+    },
+    parameters: {
+      application: { name: "application", in: "path", required: true, description: "e.g. billing", schema: NAME },
+      environment: { name: "environment", in: "path", required: true, description: "e.g. prod-hou", schema: NAME },
+      applicationFilter: {
+        name: "application",
+        in: "query",
+        description: "Only this application; repeat for several.",
+        schema: { type: "array", items: NAME },
+        style: "form",
+        explode: true,
+      },
+      environmentFilter: {
+        name: "environment",
+        in: "query",
+        description: "Only this environment; repeat for several.",
+        schema: { type: "array", items: NAME },
+        style: "form",
+        explode: true,
+      },
+    },
+    responses: {
+      BadRequest: { description: "A bad name, body or rule; the message says which.", content: json(ref("schemas", "Error")) },
+      Unauthorized: {
+        description: "No token, or one not in AUTH_TOKENS_FILE (only when it is set).",
+        headers: { "WWW-Authenticate": { description: "Bearer", schema: { type: "string" } } },
+        content: json(ref("schemas", "Error")),
+      },
+      Forbidden: {
+        description: "The token may not change this application.",
+        content: json(ref("schemas", "Error")),
+      },
+      NotFound: {
+        description: "DELETE of an application/environment with nothing registered.",
+        content: json(ref("schemas", "Error")),
+      },
+    },
+    securitySchemes: {
+      bearer: {
+        type: "http",
+        scheme: "bearer",
+        description: "A token from AUTH_TOKENS_FILE; see the README, Operations → Write tokens.",
+      },
+    },
+  },
+};
