@@ -1,10 +1,9 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, makeTempDir, removeDir, startTestService, type TestService } from "./helpers.js";
+import { activeTargets, startPrometheus, type ActiveTarget, type RunningPrometheus } from "./support/prometheus.js";
 
 /**
  * The real Prometheus (Debian's /usr/bin/prometheus; .ci/run installs it on CI)
@@ -12,93 +11,13 @@ import { eventually, makeTempDir, removeDir, startTestService, type TestService 
  * without a bearer token, and scrapes the service's own /metrics.
  */
 
-const PROMETHEUS = process.env.PROMETHEUS_BIN ?? "/usr/bin/prometheus";
 const WAIT_MS = 60_000;
-
-interface ActiveTarget {
-  scrapePool: string;
-  labels: Record<string, string>;
-  discoveredLabels: Record<string, string>;
-  health: "up" | "down" | "unknown";
-  lastError: string;
-}
-
-/** A minimal launcher: one Prometheus on a free loopback port with a temporary TSDB. */
-class Prometheus {
-  private output = "";
-  private constructor(
-    readonly url: string,
-    private readonly child: ChildProcess,
-  ) {
-    child.stdout?.on("data", (chunk: Buffer) => (this.output += chunk.toString()));
-    child.stderr?.on("data", (chunk: Buffer) => (this.output += chunk.toString()));
-  }
-
-  static async start(configFile: string, dataDirectory: string): Promise<Prometheus> {
-    const port = await freePort();
-    const child = spawn(
-      PROMETHEUS,
-      [
-        `--config.file=${configFile}`,
-        `--storage.tsdb.path=${dataDirectory}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        "--log.level=warn",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    const prometheus = new Prometheus(`http://127.0.0.1:${port}`, child);
-    const exited = new Promise<never>((_resolve, reject) =>
-      child.once("exit", (code) => reject(new Error(`prometheus exited (${code}):\n${prometheus.log()}`))),
-    );
-    exited.catch(() => undefined);
-    await Promise.race([
-      exited,
-      eventually(
-        async () => (await fetch(`${prometheus.url}/-/ready`).catch(() => undefined))?.status === 200,
-        WAIT_MS,
-        "prometheus to be ready",
-      ),
-    ]);
-    return prometheus;
-  }
-
-  async activeTargets(): Promise<ActiveTarget[]> {
-    const answer = (await (await fetch(`${this.url}/api/v1/targets?state=active`)).json()) as {
-      data: { activeTargets: ActiveTarget[] };
-    };
-    return answer.data.activeTargets;
-  }
-
-  log(): string {
-    return this.output.slice(-4000);
-  }
-
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.child.once("exit", () => resolve()));
-    this.child.kill("SIGTERM");
-    const force = setTimeout(() => this.child.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(force);
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
 
 const token = randomBytes(32).toString("hex");
 let directory: string;
 let open: TestService;
 let guarded: TestService;
-let prometheus: Prometheus | undefined;
+let prometheus: RunningPrometheus | undefined;
 
 beforeAll(async () => {
   directory = await makeTempDir("file-sd-e2e-http-sd-");
@@ -115,10 +34,9 @@ beforeAll(async () => {
   await open.request("PUT", "/billing/prod", { body: { targets: ["127.0.0.1:9", "127.0.0.2:9"], labels: { team: "core" } } });
   await guarded.request("PUT", "/search/prod", { body: "targets=127.0.0.3:9", headers: { Authorization: `Bearer ${token}` } });
 
-  const config = join(directory, "prometheus.yml");
-  await writeFile(
-    config,
-    `
+  prometheus = await startPrometheus({
+    readyTimeoutMs: WAIT_MS,
+    configYaml: `
 global:
   scrape_interval: 1s
   scrape_timeout: 1s
@@ -145,21 +63,18 @@ scrape_configs:
     static_configs:
       - targets: ["${new URL(open.url).host}"]
 `,
-  );
-  const data = join(directory, "tsdb");
-  await mkdir(data);
-  prometheus = await Prometheus.start(config, data);
+  });
 }, WAIT_MS + 30_000);
 
 afterAll(async () => {
-  await prometheus?.stop();
+  await prometheus?.close();
   await open?.close();
   await guarded?.close();
   await removeDir(directory);
 }, 30_000);
 
 async function targetsOf(pool: string): Promise<ActiveTarget[]> {
-  return (await prometheus!.activeTargets()).filter((target) => target.scrapePool === pool);
+  return (await activeTargets(prometheus!.url)).filter((target) => target.scrapePool === pool);
 }
 
 async function addressesOf(pool: string): Promise<string[]> {
