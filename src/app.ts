@@ -3,7 +3,7 @@ import Koa from "koa";
 import { HttpMethodEnum, koaBody } from "koa-body";
 import type { Logger } from "pino";
 import type { FileStore } from "./filestore/store.js";
-import { errorAnswers } from "./handlers/errors.js";
+import { errorAnswers, unreadableBody } from "./handlers/errors.js";
 import { deleteGroup, getGroup, methodNotAllowed, notFound, postGroup, putGroup } from "./handlers/groups.js";
 import { requestLog } from "./handlers/request-log.js";
 import { SUPPORTED_MEDIA_TYPES } from "./parse/body.js";
@@ -24,6 +24,7 @@ export function createApp({ store, logger, maxBodyBytes }: AppDependencies): Koa
     textTypes: [...SUPPORTED_MEDIA_TYPES],
     textLimit: maxBodyBytes,
     parsedMethods: [HttpMethodEnum.PUT, HttpMethodEnum.POST, HttpMethodEnum.DELETE],
+    onError: unreadableBody,
   });
 
   const router = new Router();
