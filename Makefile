@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 NPM ?= npm
 
-.PHONY: help install build run test typecheck lint unit clean distclean
+.PHONY: help install build run test typecheck lint unit soak clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,6 +32,10 @@ unit: build ## vitest only
 	$(NPM) test
 
 test: typecheck lint unit ## everything CI runs: type-check, lint, every test
+
+CRASH_ROUNDS ?= 200
+soak: build ## SIGKILL the server under write load CRASH_ROUNDS times (default 200; make test runs 12)
+	CRASH_ROUNDS=$(CRASH_ROUNDS) $(NPM) exec -- vitest run test/reliability/crash.test.ts
 
 clean: ## remove build output
 	rm -rf dist coverage
