@@ -53,6 +53,12 @@ export interface ChildServiceOptions {
   readonly cwd?: string;
 }
 
+/**
+ * Preloaded into the child: when the test process dies without cleaning up
+ * (killed by a timeout, say), the child's stdin pipe closes and it goes too.
+ */
+const ORPHAN_GUARD = "data:text/javascript,process.stdin.on('end',()=>process.kill(process.pid,'SIGKILL')).resume()";
+
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
@@ -73,7 +79,7 @@ export async function startChildService(options: ChildServiceOptions): Promise<C
   installExitHook();
   const startTimeoutMs = options.startTimeoutMs ?? 20_000;
   const started = Date.now();
-  const child = spawn(process.execPath, [MAIN_SCRIPT], {
+  const child = spawn(process.execPath, ["--import", ORPHAN_GUARD, MAIN_SCRIPT], {
     env: {
       ...process.env,
       FILE_SD_DIRECTORY: options.directory,
@@ -81,7 +87,7 @@ export async function startChildService(options: ChildServiceOptions): Promise<C
       LOGLEVEL: "info",
       ...options.env,
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["pipe", "pipe", "pipe"],
     cwd: options.cwd,
   });
   live.add(child);
