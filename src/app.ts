@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import { OPEN, type Guards } from "./auth/authorize.js";
 import type { FileStore } from "./filestore/store.js";
 import { onlyGet } from "./handlers/allowed-methods.js";
-import { errorAnswers } from "./handlers/errors.js";
+import { errorAnswers, unreadableBody } from "./handlers/errors.js";
 import { deleteGroup, getGroup, methodNotAllowed, notFound, postGroup, putGroup } from "./handlers/groups.js";
 import { healthy, ready, type Readiness } from "./handlers/health.js";
 import { httpSd } from "./handlers/http-sd.js";
@@ -57,6 +57,7 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards }
     textTypes: [...SUPPORTED_MEDIA_TYPES],
     textLimit: maxBodyBytes,
     parsedMethods: [HttpMethodEnum.PUT, HttpMethodEnum.POST, HttpMethodEnum.DELETE],
+    onError: unreadableBody,
   });
 
   const router = new Router();

@@ -24,7 +24,10 @@ async function main(): Promise<void> {
     process.exit(1);
   }
 
+  let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
     logger.info({ signal }, "stopping: finishing requests and writes in flight");
     service.close().then(
       () => {
@@ -37,8 +40,11 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once("SIGTERM", stop);
-  process.once("SIGINT", stop);
+  // `on`, not `once`: write-file-atomic's signal-exit re-raises a signal that
+  // it believes nobody else handles, and a `once` listener is gone by the time
+  // signal-exit counts listeners, so SIGTERM during a write killed the process.
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
 }
 
 await main();

@@ -50,3 +50,18 @@ function describe(error: unknown, maxBodyBytes: number): {
   }
   return { status: 500, message: "internal error; see the service log", headers: {} };
 }
+
+/**
+ * koa-body's `onError`: whatever stops a body from being read is the client's
+ * doing. Its own 4xx errors (too large, unknown charset or Content-Encoding,
+ * aborted) pass through; the rest come from inflating a gzip, deflate or br
+ * body that is not what its Content-Encoding says, and are a 400, not a 500.
+ */
+export function unreadableBody(error: Error): never {
+  const status = (error as HttpishError).status;
+  if (typeof status === "number" && status >= 400 && status < 500) throw error;
+  throw new RuleError(
+    400,
+    `the body could not be read: ${error.message}; check that it matches its Content-Encoding, or send it uncompressed`,
+  );
+}

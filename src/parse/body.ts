@@ -94,10 +94,22 @@ function targetList(value: unknown): string[] {
   }
   for (const [index, target] of value.entries()) {
     if (typeof target !== "string") {
-      throw new RuleError(400, `"targets" item ${index} must be a string such as "host:9100", not ${JSON.stringify(target) ?? typeof target}`);
+      throw new RuleError(400, `"targets" item ${index} must be a string such as "host:9100", not ${describeValue(target)}`);
     }
   }
   return value as string[];
+}
+
+/**
+ * A value where a string belongs, named without walking into it: a list or
+ * mapping may be nested 100,000 deep, circular (YAML `&a [*a]`) or an alias
+ * bomb that expands to billions of items, and serialising it would overflow
+ * the stack, throw, or hang the process.
+ */
+function describeValue(value: unknown): string {
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object" && value !== null) return "a mapping";
+  return JSON.stringify(value) ?? typeof value;
 }
 
 function labelMapping(value: unknown, format: "json" | "yaml"): Labels {
@@ -105,9 +117,11 @@ function labelMapping(value: unknown, format: "json" | "yaml"): Labels {
     throw new RuleError(400, '"labels" must be a mapping of label names to string values');
   }
   for (const [name, labelValue] of Object.entries(value)) {
+    if (typeof labelValue === "object" && labelValue !== null) {
+      throw new RuleError(400, `label ${JSON.stringify(name)} must be a string, not ${describeValue(labelValue)}`);
+    }
     if (typeof labelValue !== "string") {
-      const shown = typeof labelValue === "object" ? JSON.stringify(labelValue) : String(labelValue);
-      const quoted = JSON.stringify(shown);
+      const quoted = JSON.stringify(String(labelValue));
       const hint = format === "yaml" ? `${name}: ${quoted}` : `"${name}": ${quoted}`;
       throw new RuleError(400, `label ${JSON.stringify(name)} must be a string; quote it: ${hint}`);
     }

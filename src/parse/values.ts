@@ -9,6 +9,14 @@ const IPV4_OCTET = /^(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$/;
 const PORT = /^[1-9][0-9]{0,4}$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
+/**
+ * File names are limited to 255 bytes (ext4, xfs, overlayfs, tmpfs), and the
+ * file's temporary twin adds write-file-atomic's `.<uint32>` (up to 11 bytes)
+ * to `<application>@<environment>.json` (6 more): two 128-character names
+ * cannot both be used at once.
+ */
+export const MAX_COMBINED_NAME_LENGTH = 255 - 11 - "@.json".length;
+
 /** `<application>` and `<environment>`: these become file names, so nothing else reaches the disk. */
 export function isValidName(name: string): boolean {
   return NAME.test(name);
@@ -23,6 +31,13 @@ export function parseAppEnv(application: string, environment: string): AppEnv {
           "[A-Za-z0-9_.-], starting with a letter, digit or underscore",
       );
     }
+  }
+  if (application.length + environment.length > MAX_COMBINED_NAME_LENGTH) {
+    throw new RuleError(
+      400,
+      `application and environment are ${application.length + environment.length} characters together; ` +
+        `they name the file <application>@<environment>.json, so keep them to ${MAX_COMBINED_NAME_LENGTH} together`,
+    );
   }
   return { application, environment };
 }
