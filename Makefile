@@ -6,7 +6,7 @@ NPM ?= npm
 # `docker compose` (v2 plugin) when there is one, else the standalone docker-compose.
 DOCKER_COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 
-.PHONY: help install build run test typecheck lint unit soak clean distclean docker-build docker-run docker-stop
+.PHONY: help install build run test typecheck lint unit soak bench clean distclean docker-build docker-run docker-stop
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,8 +39,12 @@ CRASH_ROUNDS ?= 200
 soak: build ## SIGKILL the server under write load CRASH_ROUNDS times (default 200; make test runs 12)
 	CRASH_ROUNDS=$(CRASH_ROUNDS) $(NPM) exec -- vitest run test/reliability/crash.test.ts
 
+bench: build ## the service beside bare node:http and a raw fsync loop; prints markdown for BENCHMARKS.md (~3 min)
+	node_modules/.bin/tsc -p tsconfig.bench.json
+	node dist-bench/main.js
+
 clean: ## remove build output
-	rm -rf dist coverage
+	rm -rf dist dist-bench coverage
 
 distclean: clean ## also remove node_modules
 	rm -rf node_modules

@@ -1,0 +1,273 @@
+import { execFileSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { availableParallelism, cpus, loadavg, release, tmpdir } from "node:os";
+import { join } from "node:path";
+import { applicationName, formBody, groupFileText, targetsOf, writeGroups } from "./data.js";
+import { problemsOf, sustained, warmUp, type LoadOptions, type LoadResult } from "./load.js";
+import { startBareServer, startService, type ServiceProcess } from "./processes.js";
+import { rawWriteLoop } from "./raw-writes.js";
+import { limitTable, milliseconds, scenarioTable, type Limit, type Row } from "./report.js";
+import { median } from "./stats.js";
+import { postBurst, putSpread } from "./writes.js";
+
+/**
+ * `make bench`: the built service beside its baselines, in one run, printed as
+ * markdown for BENCHMARKS.md. Exits 1 when an answer was not 2xx or an
+ * acknowledged write is missing from disk; a ratio below its target is
+ * reported, not fatal (the numbers depend on the machine and its neighbours).
+ *
+ * BENCH_SECONDS    seconds per measured run (default 5)
+ * BENCH_ONLY       comma-separated phases: get, writes, loglevel, scale (default all)
+ * BENCH_CPU_PROF   a directory: run every service with `node --cpu-prof` and leave the profiles there
+ * BENCH_KEEP=1     keep the temporary directory (service logs, files) and print where it is
+ */
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const PHASES = new Set((process.env.BENCH_ONLY ?? "get,writes,loglevel,scale").split(","));
+const CPU_PROF = process.env.BENCH_CPU_PROF;
+const SCALE_GROUPS = 10_000;
+const SCALE_TARGETS = 20;
+const GET_CONNECTIONS = 50;
+const BIG_GET_CONNECTIONS = 8;
+const PUT_APPLICATIONS = 50;
+const BURST = 64;
+const GROUP_PATH = "/billing/prod";
+const GROUP_BODY = formBody(["10.0.0.1:9100", "10.0.0.2:9100", "db-1.example.net:9187"], { team: "payments" });
+
+const problems: string[] = [];
+const rows: Row[] = [];
+const logLevelRows: Row[] = [];
+const limits: Limit[] = [];
+const notes: string[] = [];
+
+async function main(): Promise<void> {
+  const began = performance.now();
+  const work = await mkdtemp(join(tmpdir(), "file-sd-bench-"));
+  console.log(machine(work));
+  try {
+    if (PHASES.has("get") || PHASES.has("writes")) await mainScenarios(work, "info", rows);
+    if (PHASES.has("loglevel")) await mainScenarios(work, "warn", logLevelRows);
+    if (PHASES.has("scale")) await scale(work);
+  } finally {
+    if (process.env.BENCH_KEEP === "1") console.log(`\n(kept ${work})`);
+    else await rm(work, { recursive: true, force: true });
+  }
+
+  console.log(`\n### Throughput (LOGLEVEL=info, ${SECONDS} s per run)\n`);
+  console.log(scenarioTable(rows));
+  if (logLevelRows.length > 0) {
+    console.log("\n### The same with LOGLEVEL=warn\n");
+    console.log(scenarioTable(logLevelRows));
+  }
+  if (limits.length > 0) {
+    console.log(`\n### Scale: ${SCALE_GROUPS.toLocaleString("en-US")} applications × ${SCALE_TARGETS} targets\n`);
+    console.log(limitTable(limits));
+  }
+  for (const note of notes) console.log(`\n${note}`);
+  console.log(`\n(whole run: ${((performance.now() - began) / 1000).toFixed(0)} s)`);
+  for (const problem of problems) console.log(`FAIL: ${problem}`);
+  process.exitCode = problems.length > 0 ? 1 : 0;
+}
+
+function machine(work: string): string {
+  const disk = execFileSync("df", ["-h", work], { encoding: "utf8" }).trim().split("\n").pop();
+  return [
+    `## ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`,
+    "",
+    `- machine: ${availableParallelism()} cores, ${cpus()[0]?.model ?? "unknown CPU"}, Linux ${release()}, Node ${process.version}`,
+    `- disk (temp directory): \`${disk}\``,
+    `- load average at start: ${loadavg().map((load) => load.toFixed(2)).join(" ")}`,
+  ].join("\n");
+}
+
+function profileArgs(): string[] {
+  return CPU_PROF === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`];
+}
+
+async function start(work: string, name: string, logLevel: string): Promise<ServiceProcess> {
+  return startService({
+    directory: join(work, name),
+    logFile: join(work, `${name}.log`),
+    logLevel,
+    nodeArgs: profileArgs(),
+  });
+}
+
+/** Warms both sides up, then measures the baseline and the service back to back. */
+async function getBesideBare(
+  scenario: string,
+  service: ServiceProcess,
+  path: string,
+  connections: number,
+  into: Row[],
+): Promise<void> {
+  const probe = await fetch(service.url + path);
+  const text = await probe.text();
+  if (probe.status === 404) {
+    into.push({ scenario, result: undefined, missing: "n/a (endpoint missing)" });
+    return;
+  }
+  if (probe.status !== 200) {
+    problems.push(`${scenario}: the first GET answered ${probe.status}: ${text.slice(0, 200)}`);
+    return;
+  }
+  const bare = await startBareServer({ [path]: JSON.parse(text) as unknown });
+  try {
+    const ours: LoadOptions = { url: service.url, path, connections, seconds: SECONDS };
+    const theirs: LoadOptions = { ...ours, url: bare.url };
+    await warmUp(theirs);
+    await warmUp(ours);
+    const baseline = await measured(`bare node:http, ${scenario}`, theirs);
+    const result = await measured(scenario, ours);
+    into.push({ scenario: `bare node:http: ${scenario}`, result: baseline });
+    into.push({ scenario, result, baseline: { name: "bare", perSecond: baseline.perSecond }, target: 0.5 });
+  } finally {
+    await bare.stop();
+  }
+}
+
+async function measured(scenario: string, options: LoadOptions): Promise<LoadResult> {
+  const result = await sustained(options);
+  problems.push(...problemsOf(scenario, result));
+  return result;
+}
+
+/** GET of one group, PUT spread over 50 applications and the one-application POST burst, on one service. */
+async function mainScenarios(work: string, logLevel: string, into: Row[]): Promise<void> {
+  const name = `main-${logLevel}`;
+  const service = await start(work, name, logLevel);
+  try {
+    const seeded = await fetch(service.url + GROUP_PATH, {
+      method: "PUT",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: GROUP_BODY,
+    });
+    if (seeded.status !== 200) throw new Error(`seeding ${GROUP_PATH} answered ${seeded.status}`);
+    if (PHASES.has("get") || logLevel !== "info") {
+      await getBesideBare("GET one group", service, GROUP_PATH, GET_CONNECTIONS, into);
+    }
+    if (!PHASES.has("writes") && logLevel === "info") return;
+
+    const putTargets = ["10.1.0.1:9100", "10.1.0.2:9100"];
+    const putFile = groupFileText({
+      targets: putTargets,
+      labels: { job: applicationName(0), env: "prod", team: "core", seq: "1000" },
+    });
+    const raw = rawWriteLoop(join(work, `raw-${logLevel}`), putFile, SECONDS);
+    into.push({ scenario: "raw fsync'd write loop, in series (files/s)", result: raw });
+    const baseline = { name: "raw loop", perSecond: raw.perSecond };
+
+    const applications = Array.from({ length: PUT_APPLICATIONS }, (_, index) => applicationName(index));
+    const put = await putSpread({
+      url: service.url,
+      directory: join(work, name),
+      applications,
+      targets: putTargets,
+      seconds: SECONDS,
+    });
+    problems.push(...put.problems);
+    into.push({ scenario: `PUT over ${PUT_APPLICATIONS} applications`, result: put.result, baseline, target: 1 });
+
+    if (logLevel !== "info") return;
+    const burst = await postBurst({
+      url: service.url,
+      directory: join(work, name),
+      application: "burst",
+      concurrency: BURST,
+      seconds: SECONDS,
+    });
+    problems.push(...burst.problems);
+    into.push({ scenario: `POST burst, ${BURST} at once to one application`, result: burst.result, baseline, target: 2 });
+  } finally {
+    await service.stop();
+  }
+}
+
+/** 10,000 applications × 20 targets: start-up, memory, http_sd, and write latency beside a 10-application directory. */
+async function scale(work: string): Promise<void> {
+  const generated = performance.now();
+  writeGroups(join(work, "scale"), SCALE_GROUPS, SCALE_TARGETS);
+  writeGroups(join(work, "small"), 10, SCALE_TARGETS);
+  notes.push(
+    `Scale data: ${SCALE_GROUPS.toLocaleString("en-US")} files written in ` +
+      `${((performance.now() - generated) / 1000).toFixed(1)} s before the service starts.`,
+  );
+
+  const small = await start(work, "small", "info");
+  let smallWrites: LoadResult;
+  try {
+    smallWrites = await writeLatency(small, join(work, "small"));
+  } finally {
+    await small.stop();
+  }
+
+  const service = await start(work, "scale", "info");
+  try {
+    limits.push({ measure: "start-up (spawn → accepting connections)", value: service.startupMs, unit: "ms", atMost: 2000 });
+    const started = await service.memory();
+    limits.push({ measure: "resident memory after start-up", value: started.rssMb, unit: "MB", atMost: 150 });
+
+    const httpSd = await latencyOfGet(service, "/-/http_sd");
+    limits.push(
+      httpSd === undefined
+        ? { measure: "GET /-/http_sd of everything", value: undefined, unit: "ms", missing: "n/a (endpoint missing)" }
+        : { measure: "GET /-/http_sd of everything (median of 10, after 1 cold)", value: httpSd.median, unit: "ms", atMost: 50 },
+    );
+    if (httpSd !== undefined) notes.push(`/-/http_sd: first (cold) answer ${milliseconds(httpSd.cold)}, ${httpSd.megabytes.toFixed(1)} MB.`);
+
+    const label = `${SCALE_GROUPS.toLocaleString("en-US")} groups`;
+    await getBesideBare(`GET / (index), ${label}`, service, "/", BIG_GET_CONNECTIONS, rows);
+    await getBesideBare(`GET /-/http_sd, ${label}`, service, "/-/http_sd", BIG_GET_CONNECTIONS, rows);
+
+    const writes = await writeLatency(service, join(work, "scale"));
+    const after = await service.memory();
+    limits.push({ measure: "resident memory after the GETs and writes", value: after.rssMb, unit: "MB", atMost: 150 });
+    limits.push({ measure: "peak resident memory (VmHWM)", value: after.peakMb, unit: "MB", atMost: 150 });
+    limits.push({ measure: "PUT p50, 10 apps at a time: 10,000-app dir ÷ 10-app dir", value: writes.p50 / smallWrites.p50, unit: "×", atMost: 1.2 });
+    limits.push({ measure: "PUT p99, same ratio (information)", value: writes.p99 / smallWrites.p99, unit: "×" });
+    notes.push(
+      `Write latency, 10 connections each PUTting 20 targets to its own application for ${SECONDS} s: ` +
+        `10-app directory p50 ${milliseconds(smallWrites.p50)}, p99 ${milliseconds(smallWrites.p99)} ` +
+        `(${Math.round(smallWrites.perSecond)}/s); ` +
+        `10,000-app directory p50 ${milliseconds(writes.p50)}, p99 ${milliseconds(writes.p99)} ` +
+        `(${Math.round(writes.perSecond)}/s).`,
+    );
+  } finally {
+    await service.stop();
+  }
+}
+
+async function writeLatency(service: ServiceProcess, directory: string): Promise<LoadResult> {
+  const put = await putSpread({
+    url: service.url,
+    directory,
+    applications: Array.from({ length: 10 }, (_, index) => applicationName(index)),
+    targets: targetsOf(0, SCALE_TARGETS),
+    seconds: SECONDS,
+  });
+  problems.push(...put.problems);
+  return put.result;
+}
+
+async function latencyOfGet(
+  service: ServiceProcess,
+  path: string,
+): Promise<{ cold: number; median: number; megabytes: number } | undefined> {
+  const timings: number[] = [];
+  let megabytes = 0;
+  for (let attempt = 0; attempt < 11; attempt++) {
+    const before = performance.now();
+    const response = await fetch(service.url + path);
+    const body = await response.arrayBuffer();
+    timings.push(performance.now() - before);
+    if (response.status === 404) return undefined;
+    if (response.status !== 200) {
+      problems.push(`GET ${path} answered ${response.status}`);
+      return undefined;
+    }
+    megabytes = body.byteLength / 1024 / 1024;
+  }
+  return { cold: timings[0] as number, median: median(timings.slice(1)), megabytes };
+}
+
+await main();
