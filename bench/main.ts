@@ -103,8 +103,9 @@ async function getBesideBare(
 ): Promise<void> {
   const probe = await fetch(service.url + path);
   const text = await probe.text();
-  if (probe.status === 404) {
-    into.push({ scenario, result: undefined, missing: "n/a (endpoint missing)" });
+  // Before the endpoint exists, `/-/http_sd` falls into /<application>/<environment> and is refused.
+  if (probe.status === 404 || probe.status === 400) {
+    into.push({ scenario, result: undefined, missing: `n/a (endpoint missing: ${probe.status})` });
     return;
   }
   if (probe.status !== 200) {
@@ -260,7 +261,7 @@ async function latencyOfGet(
     const response = await fetch(service.url + path);
     const body = await response.arrayBuffer();
     timings.push(performance.now() - before);
-    if (response.status === 404) return undefined;
+    if (response.status === 404 || response.status === 400) return undefined;
     if (response.status !== 200) {
       problems.push(`GET ${path} answered ${response.status}`);
       return undefined;
