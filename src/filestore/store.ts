@@ -228,19 +228,24 @@ export class FileStore {
     }
   }
 
+  /**
+   * Re-reads first, once however many events asked for one, then every change
+   * in arrival order, written once. None of the changes has been applied yet,
+   * so applying them after an outside edit that was noticed while they waited
+   * is as valid an order as any; re-reading between them would split the batch
+   * into one write per event, and every write of ours comes back as an event.
+   */
   private async runBatch(key: string, jobs: Job[]): Promise<void> {
-    let accepted: { job: MutationJob; outcome: Outcome }[] = [];
-    let state = this.entries.get(key)?.group;
+    const reloads = jobs.filter((job) => job.kind === "reload");
+    if (reloads.length > 0) {
+      await this.readIntoMemory(reloads[0]!.appEnv);
+      for (const job of reloads) job.settle();
+    }
 
+    const accepted: { job: MutationJob; outcome: Outcome }[] = [];
+    let state = this.entries.get(key)?.group;
     for (const job of jobs) {
-      if (job.kind === "reload") {
-        await this.commit(job.appEnv, state, accepted);
-        accepted = [];
-        await this.readIntoMemory(job.appEnv);
-        state = this.entries.get(key)?.group;
-        job.settle();
-        continue;
-      }
+      if (job.kind === "reload") continue;
       try {
         const after = job.mutation(state);
         accepted.push({ job, outcome: { before: state, after } });
