@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { availableParallelism, cpus, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { applicationName, formBody, groupFileText, targetsOf, writeGroups } from "./data.js";
@@ -7,7 +7,7 @@ import { problemsOf, sustained, warmUp, type LoadOptions, type LoadResult } from
 import { startBareServer, startService, type ServiceProcess } from "./processes.js";
 import { rawWriteLoop } from "./raw-writes.js";
 import { limitTable, milliseconds, scenarioTable, type Limit, type Row } from "./report.js";
-import { median } from "./stats.js";
+import { median, type Summary } from "./stats.js";
 import { postBurst, putSpread } from "./writes.js";
 
 /**
@@ -20,6 +20,7 @@ import { postBurst, putSpread } from "./writes.js";
  * BENCH_ONLY       comma-separated phases: get, writes, loglevel, scale (default all)
  * BENCH_CPU_PROF   a directory: run every service with `node --cpu-prof` and leave the profiles there
  * BENCH_KEEP=1     keep the temporary directory (service logs, files) and print where it is
+ * BENCH_SERVICE    the service's main.js to run instead of dist/main.js (A/B runs against an older build)
  */
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -118,13 +119,29 @@ async function getBesideBare(
     const theirs: LoadOptions = { ...ours, url: bare.url };
     await warmUp(theirs);
     await warmUp(ours);
-    const baseline = await measured(`bare node:http, ${scenario}`, theirs);
-    const result = await measured(scenario, ours);
-    into.push({ scenario: `bare node:http: ${scenario}`, result: baseline });
-    into.push({ scenario, result, baseline: { name: "bare", perSecond: baseline.perSecond }, target: 0.5 });
+    const baseline = await withCpu(bare, () => measured(`bare node:http, ${scenario}`, theirs));
+    const result = await withCpu(service, () => measured(scenario, ours));
+    into.push({ scenario: `bare node:http: ${scenario}`, ...baseline });
+    into.push({
+      scenario,
+      ...result,
+      baseline: { name: "bare", perSecond: baseline.result.perSecond },
+      target: 0.5,
+    });
   } finally {
     await bare.stop();
   }
+}
+
+/** Runs `scenario` and adds the CPU time `process` spent per answered request. */
+async function withCpu<Result extends Summary>(
+  process: { cpuSeconds(): Promise<number> },
+  scenario: () => Promise<Result>,
+): Promise<{ result: Result; cpuMicros: number }> {
+  const before = await process.cpuSeconds();
+  const result = await scenario();
+  const cpuMicros = ((await process.cpuSeconds()) - before) * 1e6 / result.count;
+  return { result, cpuMicros };
 }
 
 async function measured(scenario: string, options: LoadOptions): Promise<LoadResult> {
@@ -154,34 +171,60 @@ async function mainScenarios(work: string, logLevel: string, into: Row[]): Promi
       targets: putTargets,
       labels: { job: applicationName(0), env: "prod", team: "core", seq: "1000" },
     });
+    const cpuBefore = process.cpuUsage();
     const raw = rawWriteLoop(join(work, `raw-${logLevel}`), putFile, SECONDS);
-    into.push({ scenario: "raw fsync'd write loop, in series (files/s)", result: raw });
+    const { user, system } = process.cpuUsage(cpuBefore);
+    into.push({ scenario: "raw fsync'd write loop, in series (files/s)", result: raw, cpuMicros: (user + system) / raw.count });
     const baseline = { name: "raw loop", perSecond: raw.perSecond };
 
     const applications = Array.from({ length: PUT_APPLICATIONS }, (_, index) => applicationName(index));
-    const put = await putSpread({
-      url: service.url,
-      directory: join(work, name),
-      applications,
-      targets: putTargets,
-      seconds: SECONDS,
+    const put = await withCpu(service, async () => {
+      const { result, problems: lost } = await putSpread({
+        url: service.url,
+        directory: join(work, name),
+        applications,
+        targets: putTargets,
+        seconds: SECONDS,
+      });
+      problems.push(...lost);
+      return result;
     });
-    problems.push(...put.problems);
-    into.push({ scenario: `PUT over ${PUT_APPLICATIONS} applications`, result: put.result, baseline, target: 1 });
+    into.push({ scenario: `PUT over ${PUT_APPLICATIONS} applications`, ...put, baseline, target: 1 });
 
     if (logLevel !== "info") return;
-    const burst = await postBurst({
+    const burstOptions = {
       url: service.url,
       directory: join(work, name),
       application: "burst",
       concurrency: BURST,
       seconds: SECONDS,
+    };
+    problems.push(...(await postBurst({ ...burstOptions, seconds: 0.5 })).problems);
+    const burst = await withCpu(service, async () => {
+      const { result, problems: lost } = await postBurst(burstOptions);
+      problems.push(...lost);
+      return result;
     });
-    problems.push(...burst.problems);
-    into.push({ scenario: `POST burst, ${BURST} at once to one application`, result: burst.result, baseline, target: 2 });
+    into.push({ scenario: `POST burst, ${BURST} at once to one application`, ...burst, baseline, target: 2 });
+    notes.push(await coalescing(join(work, `${name}.log`), "burst@prod.json"));
   } finally {
     await service.stop();
   }
+}
+
+/** How many changes each write of `file` carried, from the service's "file written" log lines. */
+async function coalescing(logFile: string, file: string): Promise<string> {
+  let writes = 0;
+  let changes = 0;
+  for (const line of (await readFile(logFile, "utf8")).split("\n")) {
+    if (!line.includes(`"file":"${file}"`) || !line.includes('"msg":"file written"')) continue;
+    writes++;
+    changes += (JSON.parse(line) as { changes: number }).changes;
+  }
+  return (
+    `Coalescing: ${file} was written ${writes} times for ${changes} changes ` +
+    `(${(changes / writes).toFixed(1)} per write; the reset PUT before each burst is a write of its own).`
+  );
 }
 
 /** 10,000 applications × 20 targets: start-up, memory, http_sd, and write latency beside a 10-application directory. */

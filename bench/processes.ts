@@ -6,7 +6,8 @@ import { fileURLToPath } from "node:url";
 
 /** Everything the benchmark measures runs in a child process of its own, baselines included. */
 
-const SERVICE_MAIN = fileURLToPath(new URL("../dist/main.js", import.meta.url));
+// BENCH_SERVICE points at another build (e.g. a copy of dist/ from before a change) for A/B runs.
+const SERVICE_MAIN = process.env.BENCH_SERVICE ?? fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const BARE_SERVER = fileURLToPath(new URL("./bare-server.js", import.meta.url));
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 20_000;
@@ -27,6 +28,8 @@ export interface Memory {
 export interface ServiceProcess {
   readonly url: string;
   readonly pid: number;
+  /** User + system CPU time the process has used so far. */
+  cpuSeconds(): Promise<number>;
   /** From spawn to the first accepted TCP connection. */
   readonly startupMs: number;
   memory(): Promise<Memory>;
@@ -71,6 +74,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
     url: `http://127.0.0.1:${port}`,
     pid,
     startupMs,
+    cpuSeconds: () => cpuSecondsOf(pid),
     memory: () => memoryOf(pid),
     stop: () => stop(child),
   };
@@ -78,6 +82,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
 
 export interface BareServer {
   readonly url: string;
+  cpuSeconds(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -94,7 +99,8 @@ export async function startBareServer(documents: Readonly<Record<string, unknown
     child.once("exit", (code) => reject(new Error(`the bare node:http server exited with ${code}`)));
     child.send({ documents });
   });
-  return { url, stop: () => stop(child) };
+  const pid = child.pid as number;
+  return { url, cpuSeconds: () => cpuSecondsOf(pid), stop: () => stop(child) };
 }
 
 function track(child: ChildProcess): void {
@@ -112,6 +118,14 @@ async function stop(child: ChildProcess): Promise<void> {
   const how = await exited;
   clearTimeout(timer);
   if (how !== "code 0") throw new Error(`pid ${child.pid} ended with ${how} after SIGTERM, not code 0`);
+}
+
+/** utime + stime from /proc/<pid>/stat, in clock ticks of 1/100 s (USER_HZ on Linux). */
+async function cpuSecondsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may hold spaces; count fields after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function memoryOf(pid: number): Promise<Memory> {

@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
 
 /**
- * `node dist-bench/profile-summary.js <file.cpuprofile> [top]`: where a
- * `node --cpu-prof` profile spent its time, by function and by package, so a
- * run of `BENCH_CPU_PROF=dir make bench` can be read without DevTools.
+ * `node dist-bench/profile-summary.js <file.cpuprofile> [top] [function]`:
+ * where a `node --cpu-prof` profile spent its time, by function and by
+ * package, so a run of `BENCH_CPU_PROF=dir make bench` can be read without
+ * DevTools. With a function name, also who called it (four frames up).
  */
 
 interface ProfileNode {
@@ -18,9 +19,9 @@ interface Profile {
   readonly timeDeltas: readonly number[];
 }
 
-const [file, topText = "25"] = process.argv.slice(2);
+const [file, topText = "25", callersOf] = process.argv.slice(2);
 if (file === undefined) {
-  console.error("usage: node dist-bench/profile-summary.js <file.cpuprofile> [top]");
+  console.error("usage: node dist-bench/profile-summary.js <file.cpuprofile> [top] [function]");
   process.exit(2);
 }
 const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
@@ -59,3 +60,22 @@ function print(title: string, table: Map<string, number>, limit: number): void {
 
 print("by package", byPackage, 20);
 print("by function", byFunction, top);
+
+if (callersOf !== undefined) {
+  const parentOf = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  const frame = (id: number): string => {
+    const { functionName, url, lineNumber } = (byId.get(id) as ProfileNode).callFrame;
+    return `${functionName || "(anonymous)"}@${url.replace(/^.*\/(node_modules|dist)\//, "$1/")}:${lineNumber + 1}`;
+  };
+  const stacks = new Map<string, number>();
+  for (const [id, micros] of selfMicros) {
+    if ((byId.get(id) as ProfileNode).callFrame.functionName !== callersOf) continue;
+    const chain: string[] = [];
+    for (let parent = parentOf.get(id); parent !== undefined && chain.length < 4; parent = parentOf.get(parent)) {
+      chain.push(frame(parent));
+    }
+    stacks.set(chain.join(" < "), (stacks.get(chain.join(" < ")) ?? 0) + micros);
+  }
+  print(`callers of ${callersOf}`, stacks, 10);
+}

@@ -10,6 +10,8 @@ export interface Row {
   readonly baseline?: { readonly name: string; readonly perSecond: number };
   /** The lowest acceptable ratio to the baseline. */
   readonly target?: number;
+  /** CPU time the server (or the loop) used per request, µs: less noisy than req/s on a shared machine. */
+  readonly cpuMicros?: number;
 }
 
 export interface Limit {
@@ -37,14 +39,14 @@ export function limitPasses(limit: Limit): boolean | undefined {
 
 export function scenarioTable(rows: readonly Row[]): string {
   const lines = [
-    "| scenario | req/s | p50 | p99 | baseline | ratio | target | pass |",
-    "|---|--:|--:|--:|---|--:|--:|:-:|",
+    "| scenario | req/s | p50 | p99 | baseline | ratio | target | pass | CPU/req |",
+    "|---|--:|--:|--:|---|--:|--:|:-:|--:|",
   ];
   for (const row of rows) {
     const ratio = ratioOf(row);
     const cells =
       row.result === undefined
-        ? [row.scenario, row.missing ?? "n/a", "", "", "", "", "", ""]
+        ? [row.scenario, row.missing ?? "n/a", "", "", "", "", "", "", ""]
         : [
             row.scenario,
             perSecond(row.result.perSecond),
@@ -54,6 +56,7 @@ export function scenarioTable(rows: readonly Row[]): string {
             ratio === undefined ? "" : `${ratio.toFixed(2)}×`,
             row.target === undefined ? "" : `≥ ${row.target.toFixed(1)}×`,
             verdict(rowPasses(row)),
+            row.cpuMicros === undefined ? "" : `${Math.round(row.cpuMicros)} µs`,
           ];
     lines.push(`| ${cells.join(" | ")} |`);
   }

@@ -81,12 +81,10 @@ export interface BurstOptions {
   readonly seconds: number;
 }
 
-const WARM_UP_ROUNDS = 5;
-
 /**
  * Bursts of `concurrency` POSTs to one application, all sent at once on open
  * keep-alive connections, each adding its own target. Between bursts the group
- * is reset with a PUT (not measured). req/s is requests over the time from the
+ * is reset with a PUT (not timed). req/s is requests over the time from the
  * first request sent to the last answer received, summed over bursts. After
  * every burst the file must hold every target that was acknowledged.
  */
@@ -101,23 +99,22 @@ export async function postBurst(options: BurstOptions): Promise<Checked<Summary>
   let measuredMs = 0;
   try {
     const deadline = performance.now() + options.seconds * 1000;
-    for (let round = 0; round < WARM_UP_ROUNDS || performance.now() < deadline; round++) {
+    for (let round = 0; round === 0 || performance.now() < deadline; round++) {
       const reset = await connections[0]!.send(formRequest("PUT", path, formBody(["seed.example.net:9100"], {})));
       if (reset.status !== 200) problems.push(`POST burst: the reset PUT answered ${reset.status}: ${reset.body}`);
 
       const targets = connections.map((_, index) => `burst-${round}-${index}.example.net:9100`);
       const requests = targets.map((target) => formRequest("POST", path, formBody([target], {})));
-      const measured = round >= WARM_UP_ROUNDS;
       const started = performance.now();
       const answers = await Promise.all(
         connections.map(async (connection, index) => {
           const sent = performance.now();
           const answer = await connection.send(requests[index]!);
-          if (measured) latencies.add(performance.now() - sent);
+          latencies.add(performance.now() - sent);
           return answer;
         }),
       );
-      if (measured) measuredMs += performance.now() - started;
+      measuredMs += performance.now() - started;
 
       const acknowledged = targets.filter((_, index) => answers[index]!.status === 200);
       for (const answer of answers) {
