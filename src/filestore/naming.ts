@@ -17,7 +17,8 @@ export function appEnvOfFileName(fileName: string): AppEnv | undefined {
 }
 
 /**
- * write-file-atomic writes `<file>.<uint32>` beside the target and renames it.
+ * atomic-write.ts (like write-file-atomic before it) writes `<file>.<uint32>`
+ * beside the target and renames it.
  * After a crash such a file is ours to remove; it never ends in `.json`, so
  * Prometheus' `*.json` glob never reads one.
  */

@@ -1,10 +1,10 @@
 import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
-import { access, constants, mkdir, readdir, unlink, writeFile } from "node:fs/promises";
+import { access, constants, mkdir, readdir, stat, unlink, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
-import writeFileAtomic from "write-file-atomic";
 import { StoreError } from "../errors.js";
 import { appEnvKey, type AppEnv, type TargetGroup } from "../model.js";
+import { writeFileAtomically, type FileMode } from "./atomic-write.js";
 import { DirectorySync } from "./directory-sync.js";
 import { parseGroupFile, serializeGroup } from "./group-file.js";
 import { Lanes } from "./lanes.js";
@@ -48,6 +48,9 @@ type Job =
   | { readonly kind: "reload"; readonly appEnv: AppEnv; settle(): void };
 type MutationJob = Job & { kind: "mutation" };
 
+/** rw-r--r--: Prometheus, often another user in another container, must be able to read every file. */
+const FILE_MODE = 0o644;
+
 /** A managed file's text and modification time, or why it could not be read. */
 type FileRead = { readonly text: string; readonly changedAt: Date } | { readonly error: NodeJS.ErrnoException };
 
@@ -75,6 +78,7 @@ export class FileStore {
   private readonly observer: StoreObserver;
   private readonly entries = new Map<string, Entry>();
   private readonly directorySync: DirectorySync;
+  private fileMode: FileMode = { bits: FILE_MODE, umaskStripsBits: true };
   private readonly lanes = new Lanes<Job>((key, jobs) => this.runBatch(key, jobs));
 
   private constructor({ directory, logger, observer = {} }: StoreOptions) {
@@ -133,7 +137,9 @@ export class FileStore {
       await access(this.directory, constants.R_OK | constants.W_OK);
       // access() says yes to root on a read-only mount; a real write does not.
       const probe = join(this.directory, `.write-probe-${process.pid}`);
-      await writeFile(probe, "");
+      await writeFile(probe, "", { mode: FILE_MODE });
+      // The probe also tells whether the umask lets Prometheus (often another user) read what we write.
+      this.fileMode = { bits: FILE_MODE, umaskStripsBits: ((await stat(probe)).mode & 0o777) !== FILE_MODE };
       await unlink(probe);
     } catch (error) {
       throw new StoreError(
@@ -271,7 +277,7 @@ export class FileStore {
           if (error.code !== "ENOENT") throw error;
         });
       } else {
-        await writeFileAtomic(path, serializeGroup(state), { fsync: true, mode: 0o644 });
+        await writeFileAtomically(path, serializeGroup(state), this.fileMode);
       }
       await this.directorySync.sync();
     } catch (error) {
