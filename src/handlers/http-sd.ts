@@ -24,7 +24,7 @@ export function httpSd(store: FileStore) {
   return (ctx: Context): void => {
     const entries = selectedEntries(ctx, store.list());
     ctx.type = "json";
-    ctx.body = json.of(entries);
+    ctx.body = json.bytesOf(entries);
   };
 }
 

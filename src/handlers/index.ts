@@ -17,11 +17,11 @@ export interface IndexLine {
 
 /** `GET /`: `{"groups": [IndexLine…]}`, sorted by application then environment, optionally filtered. */
 export function index(store: FileStore) {
-  const json = new GroupListJson(render);
+  const json = new GroupListJson(render, { before: '{"groups":', after: "}" });
   return (ctx: Context): void => {
     const entries = selectedEntries(ctx, store.list());
     ctx.type = "json";
-    ctx.body = `{"groups":${json.of(entries)}}`;
+    ctx.body = json.bytesOf(entries);
   };
 }
 

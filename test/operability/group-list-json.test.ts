@@ -38,4 +38,15 @@ describe("the JSON list of groups", () => {
     expect(JSON.parse(list.of([changed]))).toEqual([{ app: "b", env: "prod", targets: ["2:2", "3:3"] }]);
     expect(list.of([])).toBe("[]");
   });
+
+  it("gives the framed answer encoded once while nothing changes, and anew after a change", () => {
+    const list = new GroupListJson(render, { before: '{"groups":', after: "}" });
+    const a = entry("a", "prod", ["1:1"]);
+    const first = list.bytesOf([a]);
+    expect(JSON.parse(first.toString("utf8"))).toEqual({ groups: [{ app: "a", env: "prod", targets: ["1:1"] }] });
+    expect(list.bytesOf([a])).toBe(first);
+
+    const changed = entry("a", "prod", ["1:1", "2:2"]);
+    expect(JSON.parse(list.bytesOf([changed]).toString("utf8")).groups[0].targets).toEqual(["1:1", "2:2"]);
+  });
 });
