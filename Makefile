@@ -39,7 +39,7 @@ CRASH_ROUNDS ?= 200
 soak: build ## SIGKILL the server under write load CRASH_ROUNDS times (default 200; make test runs 12)
 	CRASH_ROUNDS=$(CRASH_ROUNDS) $(NPM) exec -- vitest run test/reliability/crash.test.ts
 
-bench: build ## the service beside bare node:http and a raw fsync loop; prints markdown for BENCHMARKS.md (~3 min)
+bench: build ## the service beside bare node:http and a raw fsync loop; prints markdown for BENCHMARKS.md (~2 min)
 	node_modules/.bin/tsc -p tsconfig.bench.json
 	node dist-bench/main.js
 

@@ -6,6 +6,7 @@ import { applicationName, formBody, groupFileText, targetsOf, writeGroups } from
 import { problemsOf, sustained, warmUp, type LoadOptions, type LoadResult } from "./load.js";
 import { startBareServer, startService, type ServiceProcess } from "./processes.js";
 import { rawWriteLoop } from "./raw-writes.js";
+import { troubleIn } from "./service-log.js";
 import { limitTable, milliseconds, scenarioTable, type Limit, type Row } from "./report.js";
 import { median, type Summary } from "./stats.js";
 import { postBurst, putSpread } from "./writes.js";
@@ -49,19 +50,21 @@ async function main(): Promise<void> {
     if (PHASES.has("get") || PHASES.has("writes")) await mainScenarios(work, "info", rows);
     if (PHASES.has("loglevel")) await mainScenarios(work, "warn", logLevelRows);
     if (PHASES.has("scale")) await scale(work);
+    const trouble = await troubleIn(logFiles);
+    if (trouble !== undefined) notes.push(trouble);
   } finally {
     if (process.env.BENCH_KEEP === "1") console.log(`\n(kept ${work})`);
     else await rm(work, { recursive: true, force: true });
   }
 
-  console.log(`\n### Throughput (LOGLEVEL=info, ${SECONDS} s per run)\n`);
+  console.log(`\n#### Throughput (LOGLEVEL=info, ${SECONDS} s per run)\n`);
   console.log(scenarioTable(rows));
   if (logLevelRows.length > 0) {
-    console.log("\n### The same with LOGLEVEL=warn\n");
+    console.log("\n#### The same with LOGLEVEL=warn\n");
     console.log(scenarioTable(logLevelRows));
   }
   if (limits.length > 0) {
-    console.log(`\n### Scale: ${SCALE_GROUPS.toLocaleString("en-US")} applications × ${SCALE_TARGETS} targets\n`);
+    console.log(`\n#### Scale: ${SCALE_GROUPS.toLocaleString("en-US")} applications × ${SCALE_TARGETS} targets\n`);
     console.log(limitTable(limits));
   }
   for (const note of notes) console.log(`\n${note}`);
@@ -71,9 +74,9 @@ async function main(): Promise<void> {
 }
 
 function machine(work: string): string {
-  const disk = execFileSync("df", ["-h", work], { encoding: "utf8" }).trim().split("\n").pop();
+  const disk = execFileSync("df", ["-hT", work], { encoding: "utf8" }).trim().split("\n").pop();
   return [
-    `## ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`,
+    `### Run of ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`,
     "",
     `- machine: ${availableParallelism()} cores, ${cpus()[0]?.model ?? "unknown CPU"}, Linux ${release()}, Node ${process.version}`,
     `- disk (temp directory): \`${disk}\``,
@@ -85,7 +88,10 @@ function profileArgs(): string[] {
   return CPU_PROF === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`];
 }
 
+const logFiles: string[] = [];
+
 async function start(work: string, name: string, logLevel: string): Promise<ServiceProcess> {
+  logFiles.push(join(work, `${name}.log`));
   return startService({
     directory: join(work, name),
     logFile: join(work, `${name}.log`),

@@ -45,7 +45,7 @@ export interface ServiceOptions {
   readonly nodeArgs?: readonly string[];
 }
 
-/** Starts the built service (dist/main.js) the way `npm start` does, logging to `logFile`. */
+/** Starts the built service (dist/main.js) the way `npm start` does; stdout and stderr go to `logFile`. */
 export async function startService(options: ServiceOptions): Promise<ServiceProcess> {
   const port = await freePort();
   const log = openSync(options.logFile, "a");
@@ -57,7 +57,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
       BIND: `127.0.0.1:${port}`,
       LOGLEVEL: options.logLevel,
     },
-    stdio: ["ignore", log, "inherit"],
+    stdio: ["ignore", log, log],
   });
   closeSync(log);
   track(child);
