@@ -154,6 +154,18 @@ export function createMetrics(): ServiceMetrics {
     leftoverRemoved: () => leftoversRemoved.inc(),
   };
 
+  // prom-client hashes the label set on every call; the sets are few, so keep their children.
+  const series = new Map<string, { count: { inc(): void }; duration: { observe(value: number): void } }>();
+  const seriesOf = (method: string, route: string, status: number) => {
+    const key = `${method} ${route} ${status}`;
+    let found = series.get(key);
+    if (found === undefined) {
+      found = { count: requests.labels(method, route, String(status)), duration: requestDuration.labels(method, route) };
+      series.set(key, found);
+    }
+    return found;
+  };
+
   const countRequests: Middleware = async (ctx, next) => {
     const started = process.hrtime.bigint();
     try {
@@ -161,9 +173,9 @@ export function createMetrics(): ServiceMetrics {
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const method = KNOWN_METHODS.has(ctx.method) ? ctx.method : "other";
-      const route = routeOf(ctx);
-      requests.inc({ method, route, status: String(ctx.status) });
-      requestDuration.observe({ method, route }, seconds);
+      const { count, duration } = seriesOf(method, routeOf(ctx), ctx.status);
+      count.inc();
+      duration.observe(seconds);
       if (ctx.status >= 400 && ctx.status < 500) {
         rejected.inc({ reason: (ctx.state.rejectReason as RejectReason | undefined) ?? REASON_BY_STATUS[ctx.status] ?? "other" });
       }

@@ -1,5 +1,4 @@
 import type { Context, Middleware } from "koa";
-import type { Logger } from "pino";
 import { RuleError } from "../errors.js";
 import { findToken, mayChange, type Policy, type Token } from "./policy.js";
 
@@ -71,7 +70,6 @@ function identify(ctx: Context, policy: Policy): Token {
       "WWW-Authenticate": `${REALM}, error="invalid_token"`,
     });
   }
-  const logger = ctx.state.logger as Logger | undefined;
-  if (logger !== undefined) ctx.state.logger = logger.child({ token: token.name });
+  ctx.state.tokenName = token.name;
   return token;
 }
