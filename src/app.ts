@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import { OPEN, type Guards } from "./auth/authorize.js";
 import type { FileStore } from "./filestore/store.js";
 import { onlyGet } from "./handlers/allowed-methods.js";
-import { errorAnswers, unreadableBody } from "./handlers/errors.js";
+import { errorAnswers, logAppError, unreadableBody } from "./handlers/errors.js";
 import { deleteGroup, getGroup, methodNotAllowed, notFound, postGroup, putGroup } from "./handlers/groups.js";
 import { healthy, ready, type Readiness } from "./handlers/health.js";
 import { httpSd } from "./handlers/http-sd.js";
@@ -88,6 +88,7 @@ export function createApp(dependencies: AppDependencies): Koa {
   const wiring = complete(dependencies);
   const { logger, maxBodyBytes, metrics } = wiring;
   const app = new Koa();
+  app.on("error", logAppError(logger));
   app.use(requestLog(logger));
   app.use(metrics.countRequests);
   app.use(errorAnswers(logger, maxBodyBytes));

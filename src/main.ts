@@ -40,9 +40,8 @@ async function main(): Promise<void> {
       },
     );
   };
-  // `on`, not `once`: write-file-atomic's signal-exit re-raises a signal that
-  // it believes nobody else handles, and a `once` listener is gone by the time
-  // signal-exit counts listeners, so SIGTERM during a write killed the process.
+  // `on`, not `once`: a second SIGTERM while draining must not fall through to
+  // the default action and kill the process before the writes in flight land.
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 }

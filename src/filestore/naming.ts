@@ -17,7 +17,7 @@ export function appEnvOfFileName(fileName: string): AppEnv | undefined {
 }
 
 /**
- * atomic-write.ts (like write-file-atomic before it) writes `<file>.<uint32>`
+ * atomic-write.ts writes `<file>.<uint32>` (the pattern write-file-atomic uses)
  * beside the target and renames it.
  * After a crash such a file is ours to remove; it never ends in `.json`, so
  * Prometheus' `*.json` glob never reads one.

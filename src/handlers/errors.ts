@@ -65,3 +65,20 @@ export function unreadableBody(error: Error): never {
     `the body could not be read: ${error.message}; check that it matches its Content-Encoding, or send it uncompressed`,
   );
 }
+
+const CLIENT_WENT_AWAY = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "ERR_STREAM_PREMATURE_CLOSE"]);
+
+/**
+ * Koa's `error` event: what fails after the answer has started (mostly a client
+ * that hung up mid-answer). Without a listener Koa prints a stack to stderr,
+ * outside the JSON log.
+ */
+export function logAppError(logger: Logger) {
+  return (error: Error & { code?: string }): void => {
+    if (error.code !== undefined && CLIENT_WENT_AWAY.has(error.code)) {
+      logger.debug({ code: error.code }, "client went away before the answer was sent");
+    } else {
+      logger.error({ err: error }, "error after the answer started");
+    }
+  };
+}

@@ -11,7 +11,7 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 /**
  * File names are limited to 255 bytes (ext4, xfs, overlayfs, tmpfs), and the
- * file's temporary twin adds write-file-atomic's `.<uint32>` (up to 11 bytes)
+ * file's temporary twin adds `.<uint32>` (up to 11 bytes)
  * to `<application>@<environment>.json` (6 more): two 128-character names
  * cannot both be used at once.
  */

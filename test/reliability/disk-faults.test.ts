@@ -15,7 +15,7 @@ import { makeTempDir, removeDir, startTestService, type Answer, type TestService
  * permission bits prove nothing): a full 64 KiB tmpfs (ENOSPC), a read-only
  * bind mount (EROFS), an immutable file (EPERM), a directory where the file
  * belongs (EISDIR). Where mounting or chattr is not permitted, the same errno
- * is injected at the file store's boundary (write-file-atomic and unlink), and
+ * is injected at the file store's boundary (its atomic write and unlink), and
  * the test's name says so. DISK_FAULTS=inject forces the injected variants.
  */
 
@@ -32,11 +32,12 @@ function errnoError(code: string, syscall: string, path: string): NodeJS.ErrnoEx
   return error;
 }
 
-vi.mock("write-file-atomic", async (importOriginal) => {
-  const actual = (await importOriginal<{ default: (path: string, data: string, options: object) => Promise<void> }>()).default;
+vi.mock("../../src/filestore/atomic-write.js", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/filestore/atomic-write.js")>();
   return {
-    default: (path: string, data: string, options: object): Promise<void> =>
-      injected.write === undefined ? actual(path, data, options) : Promise.reject(errnoError(injected.write, "open", path)),
+    ...actual,
+    writeFileAtomically: (...args: Parameters<typeof actual.writeFileAtomically>): Promise<void> =>
+      injected.write === undefined ? actual.writeFileAtomically(...args) : Promise.reject(errnoError(injected.write, "open", args[0])),
   };
 });
 

@@ -48,7 +48,7 @@ const FOREIGN: Record<string, string> = {
   "app1@env-1.json.12a": "not a number suffix",
 };
 
-/** write-file-atomic's `<file>.<uint32>`: left by a crash, removed at start. */
+/** The atomic write's `<file>.<uint32>`: left by a crash, removed at start. */
 const LEFTOVERS = ["app1@env-1.json.1234567890", "gone@app.json.4294967295", "app2@env-2.json.0"];
 
 describe("start-up on a crowded directory", () => {

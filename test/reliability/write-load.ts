@@ -139,7 +139,7 @@ async function runWriter(load: WriteLoad, name: string): Promise<void> {
 export interface DirectoryState {
   /** Group key → targets, for every managed file. */
   readonly groups: Map<string, readonly string[]>;
-  /** `<application>@<environment>.json.<n>`: write-file-atomic's temporary files. */
+  /** `<application>@<environment>.json.<n>`: the atomic write's temporary files. */
   readonly leftovers: string[];
   readonly problems: string[];
 }
