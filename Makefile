@@ -6,7 +6,7 @@ NPM ?= npm
 # `docker compose` (v2 plugin) when there is one, else the standalone docker-compose.
 DOCKER_COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 
-.PHONY: help install build run test typecheck lint unit soak bench clean distclean docker-build docker-run docker-stop
+.PHONY: help install tools build run test typecheck lint unit soak bench clean distclean docker-build docker-run docker-stop
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -15,6 +15,20 @@ node_modules/.package-lock.json: package.json package-lock.json
 	$(NPM) ci --no-audit --no-fund
 
 install: node_modules/.package-lock.json ## install dependencies (npm ci)
+
+# The tests run the real prometheus, promtool and docker-compose (Debian packages). As root
+# (CI, a container) they are installed with apt when missing; otherwise make says how.
+TOOLS := prometheus promtool docker-compose
+tools: ## make sure prometheus, promtool and docker-compose are there for the tests
+	@missing=$$(for t in $(TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages prometheus docker-compose (missing: $$missing)"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus docker-compose; \
+	else \
+	  echo "missing: $$missing. Install the Debian packages prometheus and docker-compose," \
+	       "or point PROMETHEUS_BIN, PROMTOOL_BIN and DOCKER_COMPOSE_BIN at the binaries; the tests then say which one is missing."; \
+	fi
 
 dist/main.js: node_modules/.package-lock.json tsconfig.json tsconfig.build.json $(shell find src -name '*.ts')
 	$(NPM) run build
@@ -30,7 +44,7 @@ typecheck: install ## type-check src, test and bench
 lint: install ## eslint
 	$(NPM) run lint
 
-unit: build ## vitest only
+unit: build tools ## vitest only
 	$(NPM) test
 
 test: typecheck lint unit ## everything CI runs: type-check, lint, every test

@@ -6,7 +6,7 @@ import { eventually, makeTempDir, removeDir, startTestService, type TestService 
 import { activeTargets, startPrometheus, type ActiveTarget, type RunningPrometheus } from "./support/prometheus.js";
 
 /**
- * The real Prometheus (Debian's /usr/bin/prometheus; .ci/run installs it on CI)
+ * The real Prometheus (Debian's /usr/bin/prometheus; `make test` installs it when run as root)
  * discovers targets through `http_sd_configs` against the service, with and
  * without a bearer token, and scrapes the service's own /metrics.
  */
