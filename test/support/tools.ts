@@ -31,7 +31,7 @@ export function findTool(tool: Tool, extraDirs: readonly string[] = []): string 
   if (found !== undefined) return found;
   throw new Error(
     `${tool.name} not found on PATH: make test runs it for real. ` +
-      `Install it with \`sudo apt-get install ${tool.debianPackage}\` (Debian/Ubuntu; `make test` does this when run as root), ` +
+      `Install it with \`sudo apt-get install ${tool.debianPackage}\` (Debian/Ubuntu; make test does this when run as root), ` +
       `or set ${tool.envVar}=/path/to/${tool.name}.`,
   );
 }
