@@ -9,6 +9,7 @@ import { TokensFile } from "./auth/tokens-file.js";
 import type { Config } from "./config.js";
 import { FileStore } from "./filestore/store.js";
 import { watchDirectory } from "./filestore/watch.js";
+import { malformedRequest } from "./handlers/errors.js";
 import { createMetrics } from "./metrics.js";
 
 export interface RunningService {
@@ -62,6 +63,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
             { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) },
             app.callback(),
           );
+    server.on("clientError", malformedRequest);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(config.port, config.host, () => resolve());

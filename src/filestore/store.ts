@@ -57,9 +57,13 @@ type FileRead = { readonly text: string; readonly changedAt: Date } | { readonly
 function readSync(path: string): FileRead {
   let fd: number | undefined;
   try {
-    fd = openSync(path, "r");
-    const changedAt = fstatSync(fd).mtime;
-    return { text: readFileSync(fd, "utf8"), changedAt };
+    // O_NONBLOCK: a FIFO someone put at a managed name must not freeze the service.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) {
+      return { error: Object.assign(new Error(`${path} is not a regular file`), { code: "ENOTREG" }) };
+    }
+    return { text: readFileSync(fd, "utf8"), changedAt: stats.mtime };
   } catch (error) {
     return { error: error as NodeJS.ErrnoException };
   } finally {
@@ -279,7 +283,6 @@ export class FileStore {
       } else {
         await writeFileAtomically(path, serializeGroup(state), this.fileMode);
       }
-      await this.directorySync.sync();
     } catch (error) {
       this.observer.writeFailed?.(fileName);
       this.logger.error({ file: fileName, err: error }, "write failed; nothing changed");
@@ -291,6 +294,12 @@ export class FileStore {
       for (const { job } of accepted) job.settle(failure);
       return;
     }
+    let durability: Error | undefined;
+    try {
+      await this.directorySync.sync();
+    } catch (error) {
+      durability = error as Error;
+    }
 
     if (state === undefined) {
       this.entries.delete(key);
@@ -301,6 +310,20 @@ export class FileStore {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.observer.fileWritten?.(fileName, seconds);
       this.logger.info({ file: fileName, targets: state.targets.length, changes: accepted.length }, "file written");
+    }
+    if (durability !== undefined) {
+      // The rename is done: Prometheus already reads the new file, so memory
+      // follows it (GET and the file never disagree), but a power cut could
+      // still undo it, so nobody is told it is safe.
+      this.observer.writeFailed?.(fileName);
+      this.logger.error({ file: fileName, err: durability }, "directory fsync failed after the rename");
+      const failure = new StoreError(
+        `${fileName} was ${state === undefined ? "removed" : "written"}, but the directory fsync failed ` +
+          `(${durability.message}), so the change may not survive a power cut; check the disk, then repeat the request`,
+        { cause: durability },
+      );
+      for (const { job } of accepted) job.settle(failure);
+      return;
     }
     for (const { job, outcome } of accepted) job.settle(outcome);
   }

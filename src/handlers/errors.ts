@@ -1,3 +1,5 @@
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
 import type { Middleware } from "koa";
 import type { Logger } from "pino";
 import { RuleError, StoreError } from "../errors.js";
@@ -81,4 +83,24 @@ export function logAppError(logger: Logger) {
       logger.error({ err: error }, "error after the answer started");
     }
   };
+}
+
+/**
+ * Node's `clientError`: a request its HTTP parser refused (a malformed header,
+ * both Content-Length and chunked) never reaches Koa. Answer it in JSON too,
+ * instead of Node's bare 400 with no body.
+ */
+export function malformedRequest(error: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable || error.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+  const body = JSON.stringify({
+    message: `the request is not valid HTTP (${error.code ?? error.message}); check its request line and headers`,
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

@@ -88,7 +88,7 @@ export function applyPost(current: TargetGroup | undefined, change: Change, appE
     if (given.length === 0) {
       throw new RuleError(400, 'POST with "labels" needs at least one label');
     }
-    if (given.every(([name, value]) => currentLabels[name] === value)) {
+    if (current !== undefined && given.every(([name, value]) => currentLabels[name] === value)) {
       throw new RuleError(400, `none of the labels changes anything for ${describe(appEnv)}: they already have these values`);
     }
     labels = { ...currentLabels, ...change.labels };

@@ -1,5 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { readdir } from "node:fs/promises";
+import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestService, type TestService } from "../helpers.js";
 
@@ -73,6 +74,21 @@ describe("routes (SPEC §2)", () => {
     const answer = await sd.request("PUT", `/${name}/prod`, { body: "targets=h:1" });
     expect(answer.status).toBe(200);
     expect(await sd.fileOf(name, "prod")).toEqual([{ targets: ["h:1"], labels: { job: name, env: "prod" } }]);
+  });
+
+  it("a request Node's HTTP parser refuses still gets a JSON 400", async () => {
+    const url = new URL(sd.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(url.port), url.hostname, () => {
+        socket.write("PUT /billing/prod HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n");
+      });
+      let text = "";
+      socket.on("data", (chunk: Buffer) => (text += chunk.toString()));
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4))).toEqual({ message: expect.stringContaining("not valid HTTP") });
   });
 
   it("HEAD answers like GET without a body", async () => {

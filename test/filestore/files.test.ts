@@ -1,10 +1,14 @@
+import { execFile } from "node:child_process";
 import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { StoreError } from "../../src/errors.js";
 import { startService } from "../../src/server.js";
 import { eventually, makeTempDir, removeDir, silentLogger, startTestService, type TestService } from "../helpers.js";
+
+const run = promisify(execFile);
 
 /** SPEC §7, against a real directory. */
 describe("files (SPEC §7)", () => {
@@ -84,6 +88,18 @@ describe("files (SPEC §7)", () => {
 
     expect((await sd.request("PUT", "/broken/prod", { body: "targets=a:1" })).status).toBe(200);
     expect(await sd.fileOf("broken", "prod")).toEqual([{ targets: ["a:1"], labels: { job: "broken", env: "prod" } }]);
+  });
+
+  it("a FIFO at a managed name neither blocks start-up nor the service, and is left alone", async () => {
+    const directory = await tempDir();
+    await run("mkfifo", [join(directory, "pipe@prod.json")]);
+    const sd = await start(directory);
+    expect((await sd.request("GET", "/pipe/prod")).body).toEqual([]);
+    await run("mkfifo", [join(directory, "later@prod.json")]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await sd.request("GET", "/-/healthy")).status).toBe(200);
+    expect((await sd.request("GET", "/later/prod")).body).toEqual([]);
+    expect((await stat(join(directory, "pipe@prod.json"))).isFIFO()).toBe(true);
   });
 
   it("removes temporary files left by a crash, and only those", async () => {

@@ -82,6 +82,10 @@ describe("POST", () => {
     expect(refused(() => applyPost(group(["a:1"]), {}, appEnv)).status).toBe(400);
   });
 
+  it("creates with targets even when the labels given are the defaults", () => {
+    expect(applyPost(undefined, { targets: ["a:1"], labels: { job: "billing", env: "prod-hou" } }, appEnv)).toEqual(group(["a:1"]));
+  });
+
   it("creates with targets, overriding job", () => {
     expect(applyPost(undefined, { targets: ["a:1"], labels: { job: "node" } }, appEnv)).toEqual({
       targets: ["a:1"],
