@@ -16,6 +16,8 @@ export interface Entry {
   readonly fileName: string;
   readonly group: TargetGroup;
   readonly changedAt: Date;
+  /** The file's text as last read or written: a watch event that finds it unchanged is our own echo. */
+  readonly text: string;
 }
 
 /** The state before and after one accepted change; `after` is null when the group was deleted. */
@@ -212,7 +214,7 @@ export class FileStore {
       return;
     }
     const { text, changedAt } = read;
-    if (known !== undefined && text === serializeGroup(known.group)) return;
+    if (known !== undefined && text === known.text) return;
 
     let group: TargetGroup | undefined;
     try {
@@ -228,7 +230,7 @@ export class FileStore {
       return;
     }
     if (group === undefined) this.entries.delete(key);
-    else this.entries.set(key, { appEnv, fileName, group, changedAt });
+    else this.entries.set(key, { appEnv, fileName, group, changedAt, text });
     if (reason === "outside change") {
       this.observer.outsideChange?.(fileName);
       this.logger.info({ file: fileName, targets: group?.targets.length ?? 0 }, "picked up outside change");
@@ -275,13 +277,14 @@ export class FileStore {
     const fileName = fileNameOf(appEnv);
     const path = join(this.directory, fileName);
     const started = process.hrtime.bigint();
+    const text = state === undefined ? "" : serializeGroup(state);
     try {
       if (state === undefined) {
         await unlink(path).catch((error: NodeJS.ErrnoException) => {
           if (error.code !== "ENOENT") throw error;
         });
       } else {
-        await writeFileAtomically(path, serializeGroup(state), this.fileMode);
+        await writeFileAtomically(path, text, this.fileMode);
       }
     } catch (error) {
       this.observer.writeFailed?.(fileName);
@@ -306,7 +309,7 @@ export class FileStore {
       this.observer.fileRemoved?.(fileName);
       this.logger.info({ file: fileName, changes: accepted.length }, "file removed");
     } else {
-      this.entries.set(key, { appEnv, fileName, group: state, changedAt: new Date() });
+      this.entries.set(key, { appEnv, fileName, group: state, changedAt: new Date(), text });
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.observer.fileWritten?.(fileName, seconds);
       this.logger.info({ file: fileName, targets: state.targets.length, changes: accepted.length }, "file written");

@@ -8,6 +8,7 @@ function entry(application: string, environment: string, targets: string[]): Ent
     fileName: `${application}@${environment}.json`,
     group: { targets, labels: { job: application, env: environment } },
     changedAt: new Date(0),
+    text: "",
   };
 }
 
