@@ -16,18 +16,22 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 install: node_modules/.package-lock.json ## install dependencies (npm ci)
 
-# The tests run the real prometheus, promtool and docker-compose (Debian packages). As root
-# (CI, a container) they are installed with apt when missing; otherwise make says how.
-TOOLS := prometheus promtool docker-compose
-tools: ## make sure prometheus, promtool and docker-compose are there for the tests
-	@missing=$$(for t in $(TOOLS); do command -v $$t >/dev/null || echo $$t; done); \
+# The tests run real programs from Debian packages: prometheus/promtool, docker-compose, a
+# three-member etcd (etcd-server, etcdctl from etcd-client), headless chromium and
+# systemd-analyze (systemd). As root (CI, a container) the missing ones are installed with apt;
+# otherwise make says how.
+TOOLS := prometheus:prometheus promtool:prometheus docker-compose:docker-compose etcd:etcd-server \
+         etcdctl:etcd-client chromium:chromium systemd-analyze:systemd openssl:openssl
+tools: ## make sure the programs the tests run are there (apt-get install as root)
+	@missing=$$(for t in $(TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t##*:}; done | sort -u | tr '\n' ' '); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian packages prometheus docker-compose (missing: $$missing)"; \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus docker-compose; \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	else \
-	  echo "missing: $$missing. Install the Debian packages prometheus and docker-compose," \
-	       "or point PROMETHEUS_BIN, PROMTOOL_BIN and DOCKER_COMPOSE_BIN at the binaries; the tests then say which one is missing."; \
+	  echo "missing Debian packages: $$missing. Install them (sudo apt-get install $$missing)," \
+	       "or point PROMETHEUS_BIN, PROMTOOL_BIN, DOCKER_COMPOSE_BIN, ETCD_BIN, ETCDCTL_BIN, CHROMIUM_BIN at the binaries;" \
+	       "the tests then say which one is missing."; \
 	fi
 
 dist/main.js: node_modules/.package-lock.json tsconfig.json tsconfig.build.json $(shell find src -name '*.ts')
