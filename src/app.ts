@@ -3,7 +3,7 @@ import Koa from "koa";
 import { HttpMethodEnum, koaBody } from "koa-body";
 import type { Logger } from "pino";
 import { OPEN, type Guards } from "./auth/authorize.js";
-import type { FileStore } from "./filestore/store.js";
+import type { Store } from "./store.js";
 import { onlyGet } from "./handlers/allowed-methods.js";
 import { errorAnswers, logAppError, unreadableBody } from "./handlers/errors.js";
 import { deleteGroup, getGroup, methodNotAllowed, notFound, postGroup, putGroup } from "./handlers/groups.js";
@@ -17,7 +17,7 @@ import { createMetrics, type ServiceMetrics } from "./metrics.js";
 import { SUPPORTED_MEDIA_TYPES } from "./parse/body.js";
 
 export interface AppDependencies {
-  readonly store: FileStore;
+  readonly store: Store;
   readonly logger: Logger;
   readonly maxBodyBytes: number;
   /** Default: a fresh registry that counts requests but does not see the store's writes. */

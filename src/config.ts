@@ -1,3 +1,6 @@
+import { EVERY_GROUP, parseGroupSelector, SelectorError, type GroupSelector } from "./etcdstore/selector.js";
+import { parseDuration } from "./parse/duration.js";
+
 /** Every environment variable the service reads, parsed and checked in one place (see .env-sample). */
 export interface Config {
   readonly fileSdDirectory: string;
@@ -8,6 +11,20 @@ export interface Config {
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   /** Write tokens (and optionally read tokens); undefined: nobody needs a token. */
   readonly authTokensFile: string | undefined;
+  /** ETCD_ENDPOINTS and the rest of SPEC §9; undefined: the directory is the registry. */
+  readonly etcd: EtcdConfig | undefined;
+}
+
+export interface EtcdConfig {
+  readonly endpoints: readonly string[];
+  /** Ends in `/`; the groups live under `<prefix>groups/`. */
+  readonly prefix: string;
+  readonly timeoutMs: number;
+  /** CA to trust (default: the system's), and a client certificate when etcd asks for one. */
+  readonly tls: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string } | undefined;
+  readonly auth: { readonly username: string; readonly password: string } | { readonly username: string; readonly passwordFile: string } | undefined;
+  /** GROUP_SELECTOR as given, and what it means; absent: every group. */
+  readonly groupSelector: { readonly text: string; readonly matches: GroupSelector } | undefined;
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -18,6 +35,8 @@ export const DEFAULTS = {
   BIND: "127.0.0.1:12345",
   LOGLEVEL: "info",
   MAX_BODY_BYTES: String(1024 * 1024),
+  ETCD_PREFIX: "/file-sd-writer/",
+  ETCD_TIMEOUT: "5s",
 } as const;
 
 export class ConfigError extends Error {
@@ -38,7 +57,94 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     maxBodyBytes: parseMaxBodyBytes(value("MAX_BODY_BYTES")),
     tls: parseTls(env.CERTFILE?.trim() || undefined, env.KEYFILE?.trim() || undefined),
     authTokensFile: env.AUTH_TOKENS_FILE?.trim() || undefined,
+    etcd: parseEtcd(env, value),
   };
+}
+
+function parseEtcd(env: Readonly<Record<string, string | undefined>>, value: (name: "ETCD_PREFIX" | "ETCD_TIMEOUT") => string): EtcdConfig | undefined {
+  const given = (name: string): string | undefined => env[name]?.trim() || undefined;
+  const endpointsText = given("ETCD_ENDPOINTS");
+  if (endpointsText === undefined) {
+    const stray = ["ETCD_PREFIX", "ETCD_TIMEOUT", "ETCD_CA_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE", "ETCD_USERNAME", "ETCD_PASSWORD", "ETCD_PASSWORD_FILE", "GROUP_SELECTOR"].filter(
+      (name) => given(name) !== undefined,
+    );
+    if (stray.length > 0) {
+      throw new ConfigError(`${stray.join(", ")} ${stray.length === 1 ? "is" : "are"} set but ETCD_ENDPOINTS is not: set ETCD_ENDPOINTS to use etcd, or unset ${stray.length === 1 ? "it" : "them"}`);
+    }
+    return undefined;
+  }
+  const endpoints = endpointsText.split(",").map((endpoint) => endpoint.trim());
+  for (const endpoint of endpoints) {
+    let url: URL | undefined;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:") || url.port === "" || url.pathname !== "/" || endpoint.endsWith("/")) {
+      throw new ConfigError(`ETCD_ENDPOINTS: ${JSON.stringify(endpoint)} must be a client URL like http://etcd-1:2379 or https://10.0.0.5:2379 (scheme, host and port; comma-separated)`);
+    }
+  }
+  const schemes = new Set(endpoints.map((endpoint) => new URL(endpoint).protocol));
+  if (schemes.size > 1) throw new ConfigError("ETCD_ENDPOINTS mixes http:// and https://; use one scheme for every member");
+
+  const prefix = value("ETCD_PREFIX");
+  if (!prefix.startsWith("/") || /\s/.test(prefix)) {
+    throw new ConfigError(`ETCD_PREFIX=${JSON.stringify(prefix)} must start with / and hold no spaces, e.g. /file-sd-writer/`);
+  }
+  const timeoutText = value("ETCD_TIMEOUT");
+  const timeoutMs = parseDuration(timeoutText);
+  if (timeoutMs === undefined || timeoutMs < 100 || timeoutMs > 60_000) {
+    throw new ConfigError(`ETCD_TIMEOUT=${JSON.stringify(timeoutText)} must be a duration from 100ms to 1m, e.g. 5s or 1500ms`);
+  }
+
+  const [caFile, certFile, keyFile] = [given("ETCD_CA_FILE"), given("ETCD_CERT_FILE"), given("ETCD_KEY_FILE")];
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError("set both ETCD_CERT_FILE and ETCD_KEY_FILE for a client certificate, or neither");
+  }
+  const tlsGiven = caFile !== undefined || certFile !== undefined;
+  if (tlsGiven && !schemes.has("https:")) {
+    throw new ConfigError("ETCD_CA_FILE, ETCD_CERT_FILE and ETCD_KEY_FILE are for https:// endpoints; ETCD_ENDPOINTS uses http://");
+  }
+
+  const [username, password, passwordFile] = [given("ETCD_USERNAME"), env.ETCD_PASSWORD, given("ETCD_PASSWORD_FILE")];
+  let auth: EtcdConfig["auth"];
+  if (username === undefined) {
+    if (password !== undefined || passwordFile !== undefined) throw new ConfigError("ETCD_PASSWORD and ETCD_PASSWORD_FILE need ETCD_USERNAME");
+  } else if (password !== undefined && passwordFile !== undefined) {
+    throw new ConfigError("set ETCD_PASSWORD or ETCD_PASSWORD_FILE, not both");
+  } else if (passwordFile !== undefined) {
+    auth = { username, passwordFile };
+  } else if (password !== undefined && password !== "") {
+    auth = { username, password };
+  } else {
+    throw new ConfigError(`ETCD_USERNAME=${username} needs a password: set ETCD_PASSWORD_FILE (preferred) or ETCD_PASSWORD`);
+  }
+
+  const selectorText = given("GROUP_SELECTOR");
+  let groupSelector: EtcdConfig["groupSelector"];
+  if (selectorText !== undefined) {
+    try {
+      groupSelector = { text: selectorText, matches: parseGroupSelector(selectorText) };
+    } catch (error) {
+      if (error instanceof SelectorError) throw new ConfigError(error.message);
+      throw error;
+    }
+  }
+
+  return {
+    endpoints,
+    prefix: prefix.endsWith("/") ? prefix : `${prefix}/`,
+    timeoutMs,
+    tls: tlsGiven || schemes.has("https:") ? { caFile, certFile, keyFile } : undefined,
+    auth,
+    groupSelector,
+  };
+}
+
+/** Every group, when GROUP_SELECTOR is not set. */
+export function selectorOf(etcd: EtcdConfig): GroupSelector {
+  return etcd.groupSelector?.matches ?? EVERY_GROUP;
 }
 
 /** `host:port`, `[ipv6]:port`; port 0 picks a free port. */

@@ -47,9 +47,21 @@ export function rejectAs<T>(reason: RejectReason, step: () => T): T {
 
 /** The disk refused a write or removal: a server-side failure, never the client's fault. */
 export class StoreError extends Error {
-  readonly status = 500;
-  constructor(message: string, options?: { cause?: unknown }) {
+  readonly status: 500 | 503;
+  constructor(message: string, options?: { cause?: unknown; status?: 500 | 503 }) {
     super(message, options);
     this.name = "StoreError";
+    this.status = options?.status ?? 500;
+  }
+}
+
+/**
+ * The registry cannot take a change right now (etcd unreachable, without
+ * quorum, or too busy to settle a conflict): a 503, nothing changed, try again.
+ */
+export class StoreUnavailableError extends StoreError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, { ...options, status: 503 });
+    this.name = "StoreUnavailableError";
   }
 }

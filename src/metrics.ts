@@ -2,7 +2,9 @@ import { METHODS } from "node:http";
 import type { Middleware } from "koa";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { RuleError, type RejectReason } from "./errors.js";
-import type { Entry, StoreObserver } from "./filestore/store.js";
+import type { EtcdObserver } from "./etcdstore/etcd-store.js";
+import type { StoreObserver } from "./filestore/store.js";
+import type { Entry } from "./store.js";
 
 /**
  * Everything `/metrics` shows. One Registry per service, not prom-client's
@@ -25,7 +27,7 @@ export interface ServiceMetrics {
   tokensFileReloaded(result: "ok" | "error"): void;
 }
 
-/** What the gauges read at scrape time: the FileStore. */
+/** What the gauges read at scrape time: the store. */
 export interface Registered {
   readonly size: number;
   list(): Iterable<Entry>;
@@ -207,4 +209,50 @@ export function createMetrics(): ServiceMetrics {
 function routeOf(ctx: object): string {
   const route = (ctx as { _matchedRoute?: unknown })._matchedRoute;
   return typeof route === "string" ? route : UNMATCHED_ROUTE;
+}
+
+/** The series of etcd mode (SPEC §9), registered only when ETCD_ENDPOINTS is set. */
+export function createEtcdMetrics(registry: Registry): EtcdObserver {
+  const registers = [registry];
+  const connected = new Gauge({
+    name: `${PREFIX}etcd_connected`,
+    help: "1 when etcd answers a quorum read and this instance is in step with it, else 0 (writes answer 503).",
+    registers,
+  });
+  const watchRestarts = new Counter({
+    name: `${PREFIX}etcd_watch_restarts_total`,
+    help: "Watches on etcd lost (disconnect, compaction, etcd unreachable) and started again after a resync.",
+    registers,
+  });
+  const resyncs = new Histogram({
+    name: `${PREFIX}etcd_resync_duration_seconds`,
+    help: "Resyncs with etcd (at start and after every lost watch): read every group, make the directory equal, watch again.",
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers,
+  });
+  const conflicts = new Counter({
+    name: `${PREFIX}etcd_txn_conflicts_total`,
+    help: "Transactions that found the key changed by another instance and were computed again on the newer value.",
+    registers,
+  });
+  const commits = new Histogram({
+    name: `${PREFIX}etcd_commit_duration_seconds`,
+    help: "Time for one etcd transaction that committed a change (quorum write), including retries after errors.",
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
+  const putBack = new Counter({
+    name: `${PREFIX}files_put_back_total`,
+    help: "Managed files changed from outside in etcd mode and put back to etcd's value.",
+    registers,
+  });
+  connected.set(0);
+  return {
+    connected: (isConnected) => connected.set(isConnected ? 1 : 0),
+    watchRestarted: () => watchRestarts.inc(),
+    resynced: (seconds) => resyncs.observe(seconds),
+    conflict: () => conflicts.inc(),
+    committed: (seconds) => commits.observe(seconds),
+    putBack: () => putBack.inc(),
+  };
 }

@@ -7,14 +7,17 @@ import { createApp } from "./app.js";
 import { guards, OPEN } from "./auth/authorize.js";
 import { TokensFile } from "./auth/tokens-file.js";
 import type { Config } from "./config.js";
+import { connectEtcd } from "./etcdstore/client.js";
+import { EtcdStore } from "./etcdstore/etcd-store.js";
 import { FileStore } from "./filestore/store.js";
 import { watchDirectory } from "./filestore/watch.js";
 import { malformedRequest } from "./handlers/errors.js";
-import { createMetrics } from "./metrics.js";
+import { createEtcdMetrics, createMetrics, type ServiceMetrics } from "./metrics.js";
+import type { Store } from "./store.js";
 
 export interface RunningService {
   readonly url: string;
-  readonly store: FileStore;
+  readonly store: Store;
   /** Stops accepting, lets requests in flight finish and their writes land, stops the watches. */
   close(): Promise<void>;
 }
@@ -27,22 +30,25 @@ const DRAIN_TIMEOUT_MS = 10_000;
  */
 export async function startService(config: Config, logger: Logger): Promise<RunningService> {
   const metrics = createMetrics();
-  // The listener opens only once the directory is loaded and watched: from the first request
-  // on, the service is ready, until shutdown begins.
-  let notReadyBecause: string | undefined;
-  const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver });
+  // File mode: the listener opens only once the directory is loaded and watched, so from the
+  // first request on the service is ready, until shutdown begins. etcd mode: ready once in step
+  // with etcd, and again whenever it is.
+  let shuttingDown = false;
+  const { store, view, stopBackend, backendProblem } = await openStore(config, logger, metrics);
   metrics.measureRegistered(store);
   const tokens =
     config.authTokensFile === undefined
       ? undefined
       : await TokensFile.open({ path: config.authTokensFile, logger, onReload: metrics.tokensFileReloaded });
-  const watch = await watchDirectory(store, logger).catch(async (error: unknown) => {
+  const watch = await watchDirectory(view, logger).catch(async (error: unknown) => {
     await tokens?.close();
+    await stopBackend();
     throw error;
   });
   const stopWatching = async (): Promise<void> => {
     await watch.close();
     await tokens?.close();
+    await stopBackend();
   };
 
   const app = createApp({
@@ -50,7 +56,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     logger,
     maxBodyBytes: config.maxBodyBytes,
     metrics,
-    readiness: { notReadyBecause: () => notReadyBecause },
+    readiness: { notReadyBecause: () => (shuttingDown ? "shutting down" : backendProblem()) },
     guards: tokens === undefined ? OPEN : guards(tokens),
   });
 
@@ -76,12 +82,15 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const scheme = config.tls === undefined ? "http" : "https";
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `${scheme}://${host}:${address.port}`;
-  logger.info({ url, directory: store.directory, tokens: tokens?.path ?? "none" }, "listening");
+  logger.info(
+    { url, directory: view.directory, tokens: tokens?.path ?? "none", registry: config.etcd === undefined ? "directory" : "etcd" },
+    "listening",
+  );
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      notReadyBecause = "shutting down";
+      shuttingDown = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const force = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
@@ -93,4 +102,55 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     return closing;
   };
   return { url, store, close };
+}
+
+interface Backend {
+  readonly store: Store;
+  /** The directory Prometheus reads: the registry itself, or etcd's view. */
+  readonly view: FileStore;
+  readonly stopBackend: () => Promise<void>;
+  readonly backendProblem: () => string | undefined;
+}
+
+/** The one place the registry is chosen: the directory (default) or etcd (ETCD_ENDPOINTS). */
+async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics): Promise<Backend> {
+  if (config.etcd === undefined) {
+    const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver });
+    return { store, view: store, stopBackend: async () => undefined, backendProblem: () => undefined };
+  }
+  const etcdConfig = config.etcd;
+  const { client, namespace } = await connectEtcd(etcdConfig);
+  // The view is opened first (it holds the files from before), and reports outside edits to the store.
+  const late: { store?: EtcdStore } = {};
+  const view = await FileStore.open({
+    directory: config.fileSdDirectory,
+    logger,
+    observer: metrics.storeObserver,
+    onOutsideChange: (appEnv) => late.store?.putBack(appEnv),
+  }).catch((error: unknown) => {
+    client.close();
+    throw error;
+  });
+  const store = EtcdStore.open({
+    config: etcdConfig,
+    client,
+    namespace,
+    view,
+    logger,
+    observer: createEtcdMetrics(metrics.registry),
+  });
+  logger.info(
+    { endpoints: etcdConfig.endpoints, prefix: etcdConfig.prefix, selector: etcdConfig.groupSelector?.text ?? "every group" },
+    "registry in etcd; the directory is this instance's view of it",
+  );
+  late.store = store;
+  return {
+    store,
+    view,
+    stopBackend: async () => {
+      await store.close();
+      await view.idle();
+    },
+    backendProblem: () => store.notReadyBecause(),
+  };
 }

@@ -4,30 +4,14 @@ import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { StoreError } from "../errors.js";
 import { appEnvKey, type AppEnv, type TargetGroup } from "../model.js";
+import type { Entry, Mutation, Outcome, Store } from "../store.js";
 import { writeFileAtomically, type FileMode } from "./atomic-write.js";
 import { DirectorySync } from "./directory-sync.js";
 import { parseGroupFile, serializeGroup } from "./group-file.js";
 import { Lanes } from "./lanes.js";
 import { appEnvOfFileName, fileNameOf, isLeftoverTempFile } from "./naming.js";
 
-/** What a registered application/environment looks like in memory. */
-export interface Entry {
-  readonly appEnv: AppEnv;
-  readonly fileName: string;
-  readonly group: TargetGroup;
-  readonly changedAt: Date;
-  /** The file's text as last read or written: a watch event that finds it unchanged is our own echo. */
-  readonly text: string;
-}
-
-/** The state before and after one accepted change; `after` is null when the group was deleted. */
-export interface Outcome {
-  readonly before: TargetGroup | undefined;
-  readonly after: TargetGroup | null;
-}
-
-/** Computes the next group from the current one, or throws to refuse (a RuleError). */
-export type Mutation = (current: TargetGroup | undefined) => TargetGroup | null;
+export type { Entry, Mutation, Outcome } from "../store.js";
 
 /** Hooks for metrics; every one is optional. */
 export interface StoreObserver {
@@ -43,12 +27,20 @@ export interface StoreOptions {
   readonly directory: string;
   readonly logger: Logger;
   readonly observer?: StoreObserver;
+  /**
+   * Called after a re-read found a managed file other than this store last
+   * wrote it (edited, removed, or made invalid by someone else). In etcd mode
+   * the directory is a view, and this puts etcd's value back.
+   */
+  readonly onOutsideChange?: (appEnv: AppEnv) => void;
 }
 
 type Job =
   | { readonly kind: "mutation"; readonly appEnv: AppEnv; readonly mutation: Mutation; settle(outcome: Outcome | Error): void }
-  | { readonly kind: "reload"; readonly appEnv: AppEnv; settle(): void };
+  | { readonly kind: "reload"; readonly appEnv: AppEnv; settle(): void }
+  | { readonly kind: "mirror"; readonly appEnv: AppEnv; readonly text: string | undefined; settle(error?: Error): void };
 type MutationJob = Job & { kind: "mutation" };
+type MirrorJob = Job & { kind: "mirror" };
 
 /** rw-r--r--: Prometheus, often another user in another container, must be able to read every file. */
 const FILE_MODE = 0o644;
@@ -78,19 +70,21 @@ function readSync(path: string): FileRead {
  * Every change goes through the lane of its application/environment: computed as
  * a new value, written atomically, and only then swapped in and acknowledged.
  */
-export class FileStore {
+export class FileStore implements Store {
   readonly directory: string;
   private readonly logger: Logger;
   private readonly observer: StoreObserver;
+  private readonly onOutsideChange: (appEnv: AppEnv) => void;
   private readonly entries = new Map<string, Entry>();
   private readonly directorySync: DirectorySync;
   private fileMode: FileMode = { bits: FILE_MODE, umaskStripsBits: true };
   private readonly lanes = new Lanes<Job>((key, jobs) => this.runBatch(key, jobs));
 
-  private constructor({ directory, logger, observer = {} }: StoreOptions) {
+  private constructor({ directory, logger, observer = {}, onOutsideChange = () => undefined }: StoreOptions) {
     this.directory = resolve(directory);
     this.logger = logger;
     this.observer = observer;
+    this.onOutsideChange = onOutsideChange;
     this.directorySync = new DirectorySync(this.directory);
   }
 
@@ -130,6 +124,24 @@ export class FileStore {
   /** Re-reads one managed file after someone else changed it (called by the watcher). */
   reload(appEnv: AppEnv): Promise<void> {
     return new Promise((settle) => this.lanes.push(appEnvKey(appEnv), { kind: "reload", appEnv, settle }));
+  }
+
+  /**
+   * Makes the file of `appEnv` hold exactly `text` (`undefined`: no file), after
+   * everything queued before it. For a directory that is a view of another
+   * registry (etcd): the file on disk is compared, not memory, so an outside
+   * edit is always put back, and a file that already holds `text` is not
+   * written again.
+   */
+  mirror(appEnv: AppEnv, text: string | undefined): Promise<void> {
+    return new Promise((resolvePromise, reject) => {
+      this.lanes.push(appEnvKey(appEnv), {
+        kind: "mirror",
+        appEnv,
+        text,
+        settle: (error) => (error === undefined ? resolvePromise() : reject(error)),
+      });
+    });
   }
 
   /** Resolves once every queued change has been written and answered. */
@@ -200,17 +212,22 @@ export class FileStore {
     const key = appEnvKey(appEnv);
     const fileName = fileNameOf(appEnv);
     const known = this.entries.get(key);
+    const fromOutside = (): void => {
+      if (reason === "outside change") this.onOutsideChange(appEnv);
+    };
     if ("error" in read) {
       if (read.error.code === "ENOENT") {
         if (known !== undefined) {
           this.entries.delete(key);
           this.observer.outsideChange?.(fileName);
           this.logger.info({ file: fileName }, "file removed from outside; group unregistered");
+          fromOutside();
         }
         return;
       }
       this.observer.readFailed?.(fileName);
       this.logger.error({ file: fileName, err: read.error }, "could not read file");
+      fromOutside();
       return;
     }
     const { text, changedAt } = read;
@@ -227,6 +244,7 @@ export class FileStore {
           ? "file is not a valid target group; treated as not registered and left as it is"
           : "file is not a valid target group; still serving the last good group",
       );
+      fromOutside();
       return;
     }
     if (group === undefined) this.entries.delete(key);
@@ -234,6 +252,7 @@ export class FileStore {
     if (reason === "outside change") {
       this.observer.outsideChange?.(fileName);
       this.logger.info({ file: fileName, targets: group?.targets.length ?? 0 }, "picked up outside change");
+      fromOutside();
     }
   }
 
@@ -251,10 +270,13 @@ export class FileStore {
       for (const job of reloads) job.settle();
     }
 
+    const mirrors = jobs.filter((job) => job.kind === "mirror");
+    if (mirrors.length > 0) await this.writeMirror(mirrors[0]!.appEnv, mirrors);
+
     const accepted: { job: MutationJob; outcome: Outcome }[] = [];
     let state = this.entries.get(key)?.group;
     for (const job of jobs) {
-      if (job.kind === "reload") continue;
+      if (job.kind !== "mutation") continue;
       try {
         const after = job.mutation(state);
         accepted.push({ job, outcome: { before: state, after } });
@@ -264,6 +286,69 @@ export class FileStore {
       }
     }
     await this.commit(jobs[0]!.appEnv, state, accepted);
+  }
+
+  /** The last of `jobs` wins: it is the newest value of the other registry. */
+  private async writeMirror(appEnv: AppEnv, jobs: readonly MirrorJob[]): Promise<void> {
+    const key = appEnvKey(appEnv);
+    const fileName = fileNameOf(appEnv);
+    const path = join(this.directory, fileName);
+    const text = jobs[jobs.length - 1]!.text;
+    const onDisk = readSync(path);
+    const settle = (error?: Error): void => {
+      for (const job of jobs) job.settle(error);
+    };
+    if ("text" in onDisk ? onDisk.text === text : text === undefined && onDisk.error.code === "ENOENT") {
+      this.takeIn(appEnv, text, "text" in onDisk ? onDisk.changedAt : new Date());
+      settle();
+      return;
+    }
+    const started = process.hrtime.bigint();
+    try {
+      if (text === undefined) await unlink(path);
+      else await writeFileAtomically(path, text, this.fileMode);
+      await this.directorySync.sync();
+    } catch (error) {
+      if (text === undefined && (error as NodeJS.ErrnoException).code === "ENOENT") {
+        this.takeIn(appEnv, text, new Date());
+        settle();
+        return;
+      }
+      this.observer.writeFailed?.(fileName);
+      this.logger.error({ file: fileName, err: error }, "could not bring the file in step with the registry");
+      settle(new StoreError(`could not ${text === undefined ? "remove" : "write"} ${fileName}: ${(error as Error).message}`, { cause: error }));
+      return;
+    }
+    this.takeIn(appEnv, text, new Date());
+    if (text === undefined) {
+      this.observer.fileRemoved?.(fileName);
+      this.logger.info({ file: fileName }, "file removed");
+    } else {
+      this.observer.fileWritten?.(fileName, Number(process.hrtime.bigint() - started) / 1e9);
+      this.logger.info({ file: fileName, bytes: text.length }, "file written");
+    }
+    settle();
+    if (this.entries.get(key) === undefined && text !== undefined) {
+      this.logger.warn({ file: fileName }, "the registry's value is not a valid target group");
+    }
+  }
+
+  /** Memory follows what a mirror left on disk. */
+  private takeIn(appEnv: AppEnv, text: string | undefined, changedAt: Date): void {
+    const key = appEnvKey(appEnv);
+    if (text === undefined) {
+      this.entries.delete(key);
+      return;
+    }
+    if (this.entries.get(key)?.text === text) return;
+    let group: TargetGroup | undefined;
+    try {
+      group = parseGroupFile(text);
+    } catch {
+      group = undefined;
+    }
+    if (group === undefined) this.entries.delete(key);
+    else this.entries.set(key, { appEnv, fileName: fileNameOf(appEnv), group, changedAt, text });
   }
 
   /** Writes the group the accepted changes led to, then swaps it in and answers them all. */

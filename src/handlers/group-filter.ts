@@ -1,6 +1,6 @@
 import type { Context } from "koa";
 import { RuleError } from "../errors.js";
-import type { Entry } from "../filestore/store.js";
+import type { Entry } from "../store.js";
 import { isValidName } from "../parse/values.js";
 
 /**

@@ -1,4 +1,4 @@
-import type { Entry } from "../filestore/store.js";
+import type { Entry } from "../store.js";
 
 /**
  * A JSON list of registered groups, sorted by application then environment,

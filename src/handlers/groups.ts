@@ -1,6 +1,6 @@
 import type { Context } from "koa";
 import { rejectAs, RuleError } from "../errors.js";
-import type { FileStore } from "../filestore/store.js";
+import type { Store } from "../store.js";
 import type { AppEnv, Change, TargetGroup } from "../model.js";
 import { formatOf, parseBody, unsupportedMediaType } from "../parse/body.js";
 import { parseAppEnv } from "../parse/values.js";
@@ -31,14 +31,14 @@ function changeOf(ctx: Context): Change {
   return {};
 }
 
-export function getGroup(store: FileStore) {
+export function getGroup(store: Store) {
   return (ctx: Context): void => {
     const group = store.get(appEnvOf(ctx));
     ctx.body = group === undefined ? [] : [group];
   };
 }
 
-function mutate(store: FileStore, rule: Rule) {
+function mutate(store: Store, rule: Rule) {
   return async (ctx: Context): Promise<void> => {
     const appEnv = appEnvOf(ctx);
     const change = rejectAs("bad_body", () => changeOf(ctx));
@@ -48,9 +48,9 @@ function mutate(store: FileStore, rule: Rule) {
   };
 }
 
-export const putGroup = (store: FileStore) => mutate(store, applyPut);
-export const postGroup = (store: FileStore) => mutate(store, applyPost);
-export const deleteGroup = (store: FileStore) => mutate(store, applyDelete);
+export const putGroup = (store: Store) => mutate(store, applyPut);
+export const postGroup = (store: Store) => mutate(store, applyPost);
+export const deleteGroup = (store: Store) => mutate(store, applyDelete);
 
 export function methodNotAllowed(ctx: Context): never {
   throw new RuleError(

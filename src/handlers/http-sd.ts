@@ -1,5 +1,5 @@
 import type { Context } from "koa";
-import type { Entry, FileStore } from "../filestore/store.js";
+import type { Entry, Store } from "../store.js";
 import type { TargetGroup } from "../model.js";
 import { selectedEntries } from "./group-filter.js";
 import { GroupListJson } from "./group-list-json.js";
@@ -19,7 +19,7 @@ export const META_LABELS = {
  * `GET /-/http_sd`: every group in Prometheus' http_sd format, so a Prometheus
  * that does not share the directory can use `http_sd_configs` instead.
  */
-export function httpSd(store: FileStore) {
+export function httpSd(store: Store) {
   const json = new GroupListJson(render);
   return (ctx: Context): void => {
     const entries = selectedEntries(ctx, store.list());

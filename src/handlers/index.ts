@@ -1,5 +1,5 @@
 import type { Context } from "koa";
-import type { Entry, FileStore } from "../filestore/store.js";
+import type { Entry, Store } from "../store.js";
 import type { Labels } from "../model.js";
 import { selectedEntries } from "./group-filter.js";
 import { GroupListJson } from "./group-list-json.js";
@@ -16,7 +16,7 @@ export interface IndexLine {
 }
 
 /** `GET /`: `{"groups": [IndexLine…]}`, sorted by application then environment, optionally filtered. */
-export function index(store: FileStore) {
+export function index(store: Store) {
   const json = new GroupListJson(render, { before: '{"groups":', after: "}" });
   return (ctx: Context): void => {
     const entries = selectedEntries(ctx, store.list());

@@ -1,0 +1,45 @@
+import type { AppEnv, TargetGroup } from "./model.js";
+
+/**
+ * The registry the handlers and the service endpoints talk to. Two
+ * implementations, chosen once in src/server.ts from the config:
+ * - src/filestore/store.ts: the directory is the registry (the default);
+ * - src/etcdstore/etcd-store.ts: etcd is the registry and the directory is a
+ *   view of it that this instance keeps in step (ETCD_ENDPOINTS).
+ * The rules never know which one runs them: a change is a pure Mutation.
+ */
+export interface Store {
+  /** What GET serves: the group as this instance last saw it committed. */
+  get(appEnv: AppEnv): TargetGroup | undefined;
+  /** Every registered application/environment, in no particular order. */
+  list(): Iterable<Entry>;
+  readonly size: number;
+  /**
+   * Applies `mutation` to the current group, after every change to the same
+   * application/environment queued before it; resolves once the result is
+   * committed and in this instance's directory, rejects with the mutation's
+   * RuleError or a server-side error (StoreError, StoreUnavailableError).
+   */
+  update(appEnv: AppEnv, mutation: Mutation): Promise<Outcome>;
+  /** Resolves once every change queued so far has been answered. */
+  idle(): Promise<void>;
+}
+
+/** What a registered application/environment looks like in memory. An Entry is never changed in place. */
+export interface Entry {
+  readonly appEnv: AppEnv;
+  readonly fileName: string;
+  readonly group: TargetGroup;
+  readonly changedAt: Date;
+  /** The file's text: what this instance last read or wrote, or the value of the group's etcd key. */
+  readonly text: string;
+}
+
+/** The state before and after one accepted change; `after` is null when the group was deleted. */
+export interface Outcome {
+  readonly before: TargetGroup | undefined;
+  readonly after: TargetGroup | null;
+}
+
+/** Computes the next group from the current one, or throws to refuse (a RuleError). Must be pure: it may run again. */
+export type Mutation = (current: TargetGroup | undefined) => TargetGroup | null;
