@@ -1,7 +1,9 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { randomUUID } from "node:crypto";
 import { pino, type Logger } from "pino";
+import { inject } from "vitest";
 import { loadConfig, type Config } from "../src/config.js";
 import { startService, type RunningService } from "../src/server.js";
 
@@ -34,14 +36,26 @@ export interface TestService {
   close(): Promise<void>;
 }
 
+/**
+ * The backend the API suite runs on: the directory, or (in the `api-on-etcd`
+ * project of vitest.config.ts) the shared etcd cluster, with a prefix of its own
+ * for every service so that test files never see each other's groups.
+ */
+export function backendEnv(): Record<string, string> {
+  const endpoints = inject("etcdEndpoints");
+  if (endpoints.length === 0) return {};
+  return { ETCD_ENDPOINTS: endpoints.join(","), ETCD_PREFIX: `/test-${randomUUID()}/` };
+}
+
 /** A real listener on a free loopback port, writing to a real temporary directory. */
 export async function startTestService(
   options: { directory?: string; env?: Record<string, string>; logger?: Logger } = {},
 ): Promise<TestService> {
   const ownsDirectory = options.directory === undefined;
   const directory = options.directory ?? (await makeTempDir());
-  const config: Config = loadConfig({ BIND: "127.0.0.1:0", FILE_SD_DIRECTORY: directory, ...options.env });
+  const config: Config = loadConfig({ BIND: "127.0.0.1:0", FILE_SD_DIRECTORY: directory, ...backendEnv(), ...options.env });
   const service = await startService(config, options.logger ?? silentLogger);
+  if (config.etcd !== undefined) await waitUntilReady(service.url);
   let closed = false;
   return {
     url: service.url,
@@ -92,5 +106,19 @@ export async function eventually(check: () => Promise<boolean> | boolean, timeou
     if (await check()) return Date.now() - started;
     if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** etcd mode answers /-/ready 200 once in step with etcd. */
+export async function waitUntilReady(url: string, timeoutMs = 15_000): Promise<void> {
+  let last = "";
+  try {
+    await eventually(async () => {
+      const answer = await request(url, "GET", "/-/ready");
+      last = JSON.stringify(answer.body);
+      return answer.status === 200;
+    }, timeoutMs);
+  } catch {
+    throw new Error(`${url}/-/ready did not answer 200 within ${timeoutMs} ms; last answer: ${last}`);
   }
 }

@@ -1,0 +1,155 @@
+import { randomUUID } from "node:crypto";
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually, startTestService, type TestService } from "../helpers.js";
+import { AckLedger, readDirectoryState, readServedState, runWriters, seededRandom } from "../reliability/write-load.js";
+import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
+
+/**
+ * SPEC §9 with a real three-member etcd cluster: several instances, each with
+ * its own directory, serve one registry.
+ */
+describe("several instances, one registry in etcd", () => {
+  let cluster: EtcdCluster;
+  let instances: TestService[];
+  let prefix: string;
+  const report: string[] = [];
+
+  const start = (env: Record<string, string> = {}): Promise<TestService> =>
+    startTestService({ env: { ETCD_ENDPOINTS: cluster.endpoints.join(","), ETCD_PREFIX: prefix, ...env } });
+
+  beforeAll(async () => {
+    cluster = await startEtcdCluster();
+    prefix = `/instances-${randomUUID()}/`;
+    instances = await Promise.all([start(), start(), start()]);
+  });
+  afterAll(async () => {
+    await Promise.all((instances ?? []).map((sd) => sd.close()));
+    await cluster?.stop();
+    console.log(`etcd instances:\n  ${report.join("\n  ")}`);
+  });
+
+  it("a write through any instance is in every directory and every GET, and etcd holds the file's bytes", async () => {
+    const [a, b, c] = instances as [TestService, TestService, TestService];
+    const put = await a.request("PUT", "/billing/prod", { body: "targets=h1:9100,h2:9100&team=core" });
+    expect(put.status).toBe(200);
+    const expected = [{ targets: ["h1:9100", "h2:9100"], labels: { job: "billing", env: "prod", team: "core" } }];
+    // The instance that answered has the file already.
+    expect(await a.fileOf("billing", "prod")).toEqual(expected);
+    const ms = await eventually(
+      async () => {
+        for (const sd of [b, c]) if (JSON.stringify(await sd.fileOf("billing", "prod")) !== JSON.stringify(expected)) return false;
+        return true;
+      },
+      1000,
+      "the other directories",
+    );
+    report.push(`convergence of one PUT to two other instances: ${ms} ms`);
+    for (const sd of instances) expect((await sd.request("GET", "/billing/prod")).body).toEqual(expected);
+
+    const post = await b.request("POST", "/billing/prod", { body: { targets: ["h3:9100"] } });
+    expect(post.status).toBe(200);
+    expect((await b.request("POST", "/billing/prod", { body: { targets: ["h3:9100"] } })).status).toBe(400);
+    const value = await cluster.etcdctl(["get", "--print-value-only", `${prefix}groups/billing@prod`]);
+    expect(value.trimEnd()).toBe((await readFile(join(b.directory, "billing@prod.json"), "utf8")).trimEnd());
+
+    expect((await c.request("DELETE", "/billing/prod")).status).toBe(200);
+    await eventually(async () => (await Promise.all(instances.map((sd) => readdir(sd.directory)))).every((names) => names.length === 0), 1000, "the files to go");
+    expect((await a.request("GET", "/billing/prod")).body).toEqual([]);
+  });
+
+  for (const keys of [1, 50]) {
+    it(`1,000 concurrent mutations over three instances on ${keys} key(s) lose nothing`, async () => {
+      const groups = Array.from({ length: keys }, (_, i) => ({ application: "load", environment: `k${keys}-${i}` }));
+      const ledger = new AckLedger();
+      const started = Date.now();
+      await Promise.all(
+        instances.map((sd, i) =>
+          runWriters({
+            url: sd.url,
+            groups,
+            writers: 20,
+            prefix: `k${keys}-i${i}`,
+            ledger,
+            random: seededRandom(1000 * keys + i),
+            shouldStop: () => ledger.sent >= 1000,
+          }),
+        ),
+      );
+      const seconds = (Date.now() - started) / 1000;
+      // Every instance converges on the same registry: in its directory and its GET.
+      const keysOf = ledger.groupKeys();
+      let problems: string[] = [];
+      await eventually(
+        async () => {
+          problems = [];
+          for (const [i, sd] of instances.entries()) {
+            const directory = await readDirectoryState(sd.directory);
+            problems.push(...directory.problems, ...ledger.contradictions(onlyLoad(directory.groups, keys), `instance ${i} directory`));
+            problems.push(...ledger.contradictions(await readServedState(sd.url, keysOf), `instance ${i} GET`));
+          }
+          return problems.length === 0;
+        },
+        3000,
+        "every instance to hold every acknowledged change",
+      ).catch(() => undefined);
+      expect(problems).toEqual([]);
+      expect(ledger.unexpected).toEqual([]);
+      report.push(
+        `${keys} key(s): sent ${ledger.sent}, acknowledged ${ledger.acknowledged}, lost 0, refused ${ledger.unexpected.length}, ` +
+          `${Math.round(ledger.sent / seconds)} req/s over 3 instances`,
+      );
+    }, 120_000);
+  }
+
+  it("GROUP_SELECTOR: two instances with different selectors write exactly their share, and serve everything", async () => {
+    const eu = await start({ GROUP_SELECTOR: '{region="eu"}' });
+    const rest = await start({ GROUP_SELECTOR: '{region!="eu",env=~"prod-.*"}' });
+    try {
+      const [a] = instances as [TestService];
+      await a.request("PUT", "/shop/prod-fra", { body: "targets=a:1&region=eu" });
+      await a.request("PUT", "/shop/prod-hou", { body: "targets=b:1&region=us" });
+      await a.request("PUT", "/shop/dev-hou", { body: "targets=c:1&region=us" });
+      await a.request("PUT", "/shop/prod-nolabel", { body: "targets=d:1" });
+      await eventually(async () => sameNames(await readdir(eu.directory), ["shop@prod-fra.json"]), 1000, "the eu share");
+      await eventually(async () => sameNames(await readdir(rest.directory), ["shop@prod-hou.json", "shop@prod-nolabel.json"]), 1000, "the other share");
+      // The API still serves every group on both.
+      expect((await eu.request("GET", "/shop/dev-hou")).body).toEqual([{ targets: ["c:1"], labels: { job: "shop", env: "dev-hou", region: "us" } }]);
+      // A label change moves a group from one share to the other.
+      expect((await eu.request("POST", "/shop/prod-hou", { body: "region=eu" })).status).toBe(200);
+      expect(sameNames(await readdir(eu.directory), ["shop@prod-fra.json", "shop@prod-hou.json"])).toBe(true);
+      await eventually(async () => sameNames(await readdir(rest.directory), ["shop@prod-nolabel.json"]), 1000, "the group to leave the other share");
+      for (const path of ["/shop/prod-fra", "/shop/prod-hou", "/shop/dev-hou", "/shop/prod-nolabel"]) await a.request("DELETE", path);
+    } finally {
+      await eu.close();
+      await rest.close();
+    }
+  });
+
+  it("an outside edit of a managed file is put back to etcd's value; foreign files are left alone", async () => {
+    const [a, b] = instances as [TestService, TestService];
+    await a.request("PUT", "/edit/prod", { body: "targets=a:1" });
+    const file = join(b.directory, "edit@prod.json");
+    await eventually(async () => (await b.fileOf("edit", "prod")) !== undefined, 1000, "the file on b");
+    const good = await readFile(file, "utf8");
+    await writeFile(join(b.directory, "someone-else.json"), "[]");
+    await writeFile(file, '[{"targets":["evil:1"]}]');
+    await eventually(async () => (await readFile(file, "utf8")) === good, 2000, "etcd's value to be put back");
+    await writeFile(file, "not json");
+    await eventually(async () => (await readFile(file, "utf8")) === good, 2000, "etcd's value to be put back over garbage");
+    expect((await b.request("GET", "/edit/prod")).body).toEqual([{ targets: ["a:1"], labels: { job: "edit", env: "prod" } }]);
+    expect(await readFile(join(b.directory, "someone-else.json"), "utf8")).toBe("[]");
+    const metrics = await (await fetch(`${b.url}/metrics`)).text();
+    expect(metrics).toMatch(/^file_sd_files_put_back_total [1-9]/m);
+    await a.request("DELETE", "/edit/prod");
+  });
+});
+
+function onlyLoad(groups: Map<string, readonly string[]>, keys: number): Map<string, readonly string[]> {
+  return new Map([...groups].filter(([key]) => key.startsWith(`load/k${keys}-`)));
+}
+
+function sameNames(actual: string[], expected: string[]): boolean {
+  return JSON.stringify([...actual].sort()) === JSON.stringify([...expected].sort());
+}
