@@ -71,8 +71,8 @@ export async function beforeDeadline<T>(deadline: number, call: (deadline: Date)
 }
 
 export class DeadlineError extends Error {
-  constructor() {
-    super("no answer within ETCD_TIMEOUT");
+  constructor(last?: unknown) {
+    super(last === undefined ? "no answer within ETCD_TIMEOUT" : `no success within ETCD_TIMEOUT; last error: ${describeEtcdError(last)}`);
     this.name = "DeadlineError";
   }
 }

@@ -39,6 +39,8 @@ export interface EtcdStoreOptions {
 interface UpdateJob {
   readonly appEnv: AppEnv;
   readonly mutation: Mutation;
+  /** Date.now() + ETCD_TIMEOUT when the request arrived: its answer is due by then. */
+  readonly deadline: number;
   settle(outcome: Outcome | Error): void;
 }
 
@@ -140,6 +142,7 @@ export class EtcdStore implements Store {
       this.lanes.push(appEnvKey(appEnv), {
         appEnv,
         mutation,
+        deadline: Date.now() + this.config.timeoutMs,
         settle: (outcome) => (outcome instanceof Error ? reject(outcome) : resolve(outcome)),
       });
     });
@@ -167,6 +170,7 @@ export class EtcdStore implements Store {
     this.closed = true;
     clearTimeout(this.probeTimer);
     await this.lanes.idle();
+    await this.resyncing;
     await this.watcher?.cancel().catch(() => undefined);
     this.client.close();
   }
@@ -180,7 +184,8 @@ export class EtcdStore implements Store {
    */
   private async runBatch(key: string, jobs: UpdateJob[]): Promise<void> {
     const appEnv = jobs[0]!.appEnv;
-    const deadline = Date.now() + this.config.timeoutMs;
+    // The batch answers by the deadline of its oldest request, however long that one waited in the lane.
+    const deadline = Math.min(...jobs.map((job) => job.deadline));
     try {
       if (!this.synced) await this.refresh(key, appEnv, deadline);
       for (let attempt = 1; ; attempt++) {
@@ -218,10 +223,14 @@ export class EtcdStore implements Store {
    */
   private async commit(key: string, baseRevision: number, text: string | undefined | typeof NO_CHANGE, deadline: number): Promise<number | undefined> {
     const etcdKey = GROUPS + key;
-    for (;;) {
+    let ambiguous = false;
+    for (let attempt = 0; ; attempt++) {
       let response: ITxnResponse;
+      // An attempt gets a third of ETCD_TIMEOUT: one stuck on a member that
+      // just died leaves time to try another once a new leader is elected.
+      const attemptDeadline = Math.min(deadline, Date.now() + Math.max(250, this.config.timeoutMs / 3));
       try {
-        response = await beforeDeadline(deadline, (grpcDeadline) => {
+        response = await beforeDeadline(attemptDeadline, (grpcDeadline) => {
           const txn = this.namespace.if(etcdKey, "Mod", "==", baseRevision).options({ deadline: grpcDeadline });
           if (text === NO_CHANGE) txn.then();
           else if (text === undefined) txn.then(this.namespace.delete().key(etcdKey));
@@ -229,18 +238,21 @@ export class EtcdStore implements Store {
           return txn.else(this.namespace.get(etcdKey)).commit();
         });
       } catch (error) {
-        if (error instanceof DeadlineError || Date.now() >= deadline) throw error;
-        // Applied or not? The key says: still at baseRevision means not, and the
-        // transaction can go again; our value at a newer revision means it was.
-        const current = await this.readKey(key, deadline);
-        if (current.revision === baseRevision || (!current.present && baseRevision === 0)) continue;
-        if (text !== NO_CHANGE && current.text === text) return current.revision;
-        this.takeKv(key, current);
-        return undefined;
+        // A member lost mid-call, an election: the transaction may or may not
+        // have been applied. Sending it again is safe, because it compares the
+        // revision: at most one of the attempts can apply.
+        if (Date.now() >= deadline) throw error instanceof DeadlineError ? error : new DeadlineError(error);
+        ambiguous = true;
+        await sleep(Math.min(25 * 2 ** attempt, 400, Math.max(0, deadline - Date.now())));
+        continue;
       }
       if (response.succeeded) return Number(response.header.revision);
       const kv = response.responses[0]?.response_range?.kvs[0];
-      this.takeKv(key, kv === undefined ? absentAt(Number(response.header.revision)) : valueOf(kv));
+      const current = kv === undefined ? absentAt(Number(response.header.revision)) : valueOf(kv);
+      // An earlier attempt that looked failed but was applied: etcd holds our value, newer than the base.
+      if (ambiguous && text !== NO_CHANGE && current.text === text && current.revision > baseRevision) return current.revision;
+      // The file follows in the background; a failed write there is logged by the view.
+      void this.takeKv(key, current).catch(() => undefined);
       return undefined;
     }
   }
@@ -248,7 +260,7 @@ export class EtcdStore implements Store {
   /** Before the first sync, memory may hold the directory's old files: read the key itself. */
   private async refresh(key: string, appEnv: AppEnv, deadline: number): Promise<void> {
     const current = await this.readKey(key, deadline);
-    this.takeKv(key, current);
+    void this.takeKv(key, current).catch(() => undefined);
     if (!this.known.has(key)) this.entries.delete(appEnvKey(appEnv));
   }
 
@@ -322,7 +334,7 @@ export class EtcdStore implements Store {
     void old?.cancel().catch(() => undefined);
     if (reason !== "start") {
       this.observer.watchRestarted?.();
-      this.problem = `resyncing with etcd after ${reason}`;
+      this.problem = `resyncing with etcd (${this.config.endpoints.join(", ")}) after ${reason}`;
     }
     this.resyncing = this.resyncUntilDone(reason).finally(() => (this.resyncing = undefined));
   }
@@ -361,11 +373,15 @@ export class EtcdStore implements Store {
     }
     // Groups served from the directory before the first sync, and managed files etcd lacks.
     for (const key of this.entries.keys()) if (!this.known.has(key)) this.entries.delete(key);
-    for (const name of await readdir(this.view.directory)) {
-      const appEnv = appEnvOfFileName(name);
-      if (appEnv !== undefined && !inEtcd.has(appEnvKey(appEnv))) writes.push(this.view.mirror(appEnv, this.fileTextOf(appEnvKey(appEnv))));
+    const names = await readdir(this.view.directory).catch((error: unknown) => error as Error);
+    if (!(names instanceof Error)) {
+      for (const name of names) {
+        const appEnv = appEnvOfFileName(name);
+        if (appEnv !== undefined && !inEtcd.has(appEnvKey(appEnv))) writes.push(this.view.mirror(appEnv, this.fileTextOf(appEnvKey(appEnv))));
+      }
     }
     const failed = (await Promise.allSettled(writes)).filter((result) => result.status === "rejected");
+    if (names instanceof Error) throw names;
     if (failed.length > 0) {
       throw new Error(`${failed.length} files could not be brought in step: ${String((failed[0] as PromiseRejectedResult).reason)}`);
     }

@@ -21,6 +21,9 @@ export class AckLedger {
   sent = 0;
   acknowledged = 0;
   unanswered = 0;
+  /** 503s in etcd mode: not acknowledged, and the targets they named may have gone either way. */
+  unavailable = 0;
+  readonly unavailableMessages: string[] = [];
   /** Answers that should not happen under this load: any 4xx or 5xx. */
   readonly unexpected: string[] = [];
 
@@ -84,6 +87,14 @@ export interface WriteLoad {
   readonly shouldStop: () => boolean;
   /** Called with the time of every acknowledgement. */
   readonly onAck?: (at: number) => void;
+  /** Called with every answer's status and how long it took. */
+  readonly onAnswer?: (status: number, ms: number) => void;
+  /**
+   * etcd mode: a 503 after a transaction reached etcd may have been applied
+   * (the answer was lost, not the change), so it counts as no answer at all.
+   * In file mode a 5xx changes nothing.
+   */
+  readonly unavailableMayApply?: boolean;
 }
 
 /** Runs `writers` sequential clients until `shouldStop` or until the server stops answering. */
@@ -108,6 +119,7 @@ async function runWriter(load: WriteLoad, name: string): Promise<void> {
 
     let status: number;
     let text: string;
+    const sentAt = Date.now();
     try {
       const response = await fetch(`${load.url}/${group.application}/${group.environment}`, {
         method,
@@ -120,6 +132,13 @@ async function runWriter(load: WriteLoad, name: string): Promise<void> {
       // No answer: the request may or may not have been applied; the ledger says "unknown".
       load.ledger.unanswered++;
       return;
+    }
+    load.onAnswer?.(status, Date.now() - sentAt);
+    if (status === 503 && load.unavailableMayApply === true) {
+      // Its targets stay "unknown", and this writer never names them again.
+      load.ledger.unavailable++;
+      if (load.ledger.unavailableMessages.length < 3) load.ledger.unavailableMessages.push(text);
+      continue;
     }
     if (status >= 200 && status < 300) {
       load.ledger.acknowledged++;
