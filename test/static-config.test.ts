@@ -82,8 +82,8 @@ function portsOf(service: ComposeService | undefined): Published[] {
   });
 }
 
-async function composeConfig(envFile: string): Promise<ComposeConfig> {
-  const result = await run(findDockerCompose(), ["-f", join(ROOT, "docker-compose.yml"), "--env-file", envFile, "config"]);
+async function composeConfig(envFile: string, composeFile = "docker-compose.yml"): Promise<ComposeConfig> {
+  const result = await run(findDockerCompose(), ["-f", join(ROOT, composeFile), "--env-file", envFile, "config"]);
   expect(result.code, `docker-compose config failed:\n${result.stderr}`).toBe(0);
   return load(result.stdout) as ComposeConfig;
 }
@@ -186,12 +186,42 @@ describe("the Docker and Prometheus files (checked without a Docker engine)", ()
     expect(portsOf(compose.services.prometheus)).toEqual([{ hostIp: "0.0.0.0", published: 19090, target: 9090 }]);
   });
 
-  it(".env-sample documents every variable docker-compose.yml reads", async () => {
-    const compose = (await readFile(join(ROOT, "docker-compose.yml"), "utf8")).replace(/^\s*#.*$/gm, "");
+  it.each(["docker-compose.yml", "docker-compose.etcd.yml"])(".env-sample documents every variable %s reads", async (file) => {
+    const compose = (await readFile(join(ROOT, file), "utf8")).replace(/^\s*#.*$/gm, "");
     const sample = await readFile(join(ROOT, ".env-sample"), "utf8");
     const used = new Set([...compose.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((match) => match[1]));
     const documented = new Set([...sample.matchAll(/^([A-Za-z_][A-Za-z0-9_]*)=/gm)].map((match) => match[1]));
     expect([...used].filter((name) => !documented.has(name))).toEqual([]);
+  });
+
+  it("promtool accepts prometheus.etcd.yml", async () => {
+    const result = await run(findPromtool(), ["check", "config", join(ROOT, "prometheus.etcd.yml")]);
+    expect(result.code, `promtool check config failed:\n${result.stdout}${result.stderr}`).toBe(0);
+  });
+
+  it("docker-compose.etcd.yml: a three-member etcd, and an HA pair where each Prometheus reads only its own instance's volume", async () => {
+    const compose = await composeConfig(join(ROOT, ".env-sample"), "docker-compose.etcd.yml");
+    const members = ["etcd-1", "etcd-2", "etcd-3"];
+    for (const member of members) {
+      const environment = compose.services[member]?.environment ?? {};
+      expect(environment.ETCD_NAME).toBe(member);
+      expect(environment.ETCD_INITIAL_CLUSTER?.split(",").map((entry) => entry.split("=")[0])).toEqual(members);
+      expect(mountsOf(compose.services[member]).map((mount) => mount.target)).toEqual(["/etcd-data"]);
+    }
+    const volumeOf = (service: string, target: string): Mount | undefined => mountsOf(compose.services[service]).find((mount) => mount.target === target);
+    for (const [instance, prometheus] of [["file-sd-a", "prometheus-a"], ["file-sd-b", "prometheus-b"]] as const) {
+      const environment = compose.services[instance]?.environment ?? {};
+      expect(environment.ETCD_ENDPOINTS?.split(",")).toEqual(members.map((member) => `http://${member}:2379`));
+      const written = volumeOf(instance, "/file_sd");
+      const read = volumeOf(prometheus, "/file_sd");
+      expect(written?.readOnly).toBe(false);
+      expect(read?.readOnly).toBe(true);
+      expect(read?.source).toBe(written?.source);
+      expect(volumeOf(prometheus, "/etc/prometheus/prometheus.yml")?.source).toBe(join(ROOT, "prometheus.etcd.yml"));
+    }
+    expect(volumeOf("file-sd-a", "/file_sd")?.source).not.toBe(volumeOf("file-sd-b", "/file_sd")?.source);
+    const globs = fileSdGlobs(load(await readFile(join(ROOT, "prometheus.etcd.yml"), "utf8")));
+    expect(globs).toEqual(["/file_sd/*.json"]);
   });
 
   it("the image runs node itself as a non-root user, with a health check, so SIGTERM reaches the service", async () => {
