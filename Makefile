@@ -59,7 +59,7 @@ soak: build ## SIGKILL the server under write load CRASH_ROUNDS times (default 2
 
 bench: build ## the service beside bare node:http and a raw fsync loop; prints markdown for BENCHMARKS.md (~2 min)
 	node_modules/.bin/tsc -p tsconfig.bench.json
-	node dist-bench/main.js
+	node dist-bench/bench/main.js
 
 clean: ## remove build output
 	rm -rf dist dist-bench coverage

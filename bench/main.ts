@@ -9,6 +9,7 @@ import { rawWriteLoop } from "./raw-writes.js";
 import { troubleIn } from "./service-log.js";
 import { limitTable, milliseconds, scenarioTable, type Limit, type Row } from "./report.js";
 import { median, type Summary } from "./stats.js";
+import { etcdPhase } from "./etcd.js";
 import { postBurst, putSpread } from "./writes.js";
 
 /**
@@ -18,14 +19,14 @@ import { postBurst, putSpread } from "./writes.js";
  * reported, not fatal (the numbers depend on the machine and its neighbours).
  *
  * BENCH_SECONDS    seconds per measured run (default 5)
- * BENCH_ONLY       comma-separated phases: get, writes, loglevel, scale (default all)
+ * BENCH_ONLY       comma-separated phases: get, writes, loglevel, scale, etcd (default all)
  * BENCH_CPU_PROF   a directory: run every service with `node --cpu-prof` and leave the profiles there
  * BENCH_KEEP=1     keep the temporary directory (service logs, files) and print where it is
  * BENCH_SERVICE    the service's main.js to run instead of dist/main.js (A/B runs against an older build)
  */
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const PHASES = new Set((process.env.BENCH_ONLY ?? "get,writes,loglevel,scale").split(","));
+const PHASES = new Set((process.env.BENCH_ONLY ?? "get,writes,loglevel,scale,etcd").split(","));
 const CPU_PROF = process.env.BENCH_CPU_PROF;
 const SCALE_GROUPS = 10_000;
 const SCALE_TARGETS = 20;
@@ -40,6 +41,7 @@ const problems: string[] = [];
 const rows: Row[] = [];
 const logLevelRows: Row[] = [];
 const limits: Limit[] = [];
+const etcdLimits: Limit[] = [];
 const notes: string[] = [];
 
 async function main(): Promise<void> {
@@ -50,6 +52,19 @@ async function main(): Promise<void> {
     if (PHASES.has("get") || PHASES.has("writes")) await mainScenarios(work, "info", rows);
     if (PHASES.has("loglevel")) await mainScenarios(work, "warn", logLevelRows);
     if (PHASES.has("scale")) await scale(work);
+    if (PHASES.has("etcd")) {
+      await etcdPhase({
+        work,
+        seconds: SECONDS,
+        applications: Array.from({ length: PUT_APPLICATIONS }, (_, index) => applicationName(index)),
+        filePutPerSecond: rows.find((row) => row.scenario === `PUT over ${PUT_APPLICATIONS} applications`)?.result?.perSecond,
+        start: (name, options) => start(work, name, "info", options.env),
+        rows,
+        limits: etcdLimits,
+        notes,
+        problems,
+      });
+    }
     const trouble = await troubleIn(logFiles);
     if (trouble !== undefined) notes.push(trouble);
   } finally {
@@ -66,6 +81,10 @@ async function main(): Promise<void> {
   if (limits.length > 0) {
     console.log(`\n#### Scale: ${SCALE_GROUPS.toLocaleString("en-US")} applications × ${SCALE_TARGETS} targets\n`);
     console.log(limitTable(limits));
+  }
+  if (etcdLimits.length > 0) {
+    console.log("\n#### etcd mode: convergence and start-up (three-member local cluster)\n");
+    console.log(limitTable(etcdLimits));
   }
   for (const note of notes) console.log(`\n${note}`);
   console.log(`\n(whole run: ${((performance.now() - began) / 1000).toFixed(0)} s)`);
@@ -90,13 +109,14 @@ function profileArgs(): string[] {
 
 const logFiles: string[] = [];
 
-async function start(work: string, name: string, logLevel: string): Promise<ServiceProcess> {
+async function start(work: string, name: string, logLevel: string, env?: Record<string, string>): Promise<ServiceProcess> {
   logFiles.push(join(work, `${name}.log`));
   return startService({
     directory: join(work, name),
     logFile: join(work, `${name}.log`),
     logLevel,
     nodeArgs: profileArgs(),
+    env,
   });
 }
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 /** Everything the benchmark measures runs in a child process of its own, baselines included. */
 
 // BENCH_SERVICE points at another build (e.g. a copy of dist/ from before a change) for A/B runs.
-const SERVICE_MAIN = process.env.BENCH_SERVICE ?? fileURLToPath(new URL("../dist/main.js", import.meta.url));
+const SERVICE_MAIN = process.env.BENCH_SERVICE ?? fileURLToPath(new URL("../../dist/main.js", import.meta.url));
 const BARE_SERVER = fileURLToPath(new URL("./bare-server.js", import.meta.url));
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 20_000;
@@ -43,6 +43,8 @@ export interface ServiceOptions {
   readonly logLevel: string;
   /** e.g. `--cpu-prof`, given to node before the script. */
   readonly nodeArgs?: readonly string[];
+  /** More environment, e.g. ETCD_ENDPOINTS. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** Starts the built service (dist/main.js) the way `npm start` does; stdout and stderr go to `logFile`. */
@@ -56,6 +58,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
       FILE_SD_DIRECTORY: options.directory,
       BIND: `127.0.0.1:${port}`,
       LOGLEVEL: options.logLevel,
+      ...options.env,
     },
     stdio: ["ignore", log, log],
   });

@@ -4,6 +4,8 @@ import { Etcd3, isRecoverableError, type IOptions, type Namespace } from "etcd3"
 import type { EtcdConfig } from "../config.js";
 import { StoreUnavailableError } from "../errors.js";
 
+const MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
+
 /** The key of one application/environment's group, under the namespace of ETCD_PREFIX. */
 export const GROUPS = "groups/";
 
@@ -17,6 +19,9 @@ export async function connectEtcd(config: EtcdConfig): Promise<{ client: Etcd3; 
   const options: IOptions = {
     hosts: [...config.endpoints],
     dialTimeout: config.timeoutMs,
+    // A resync reads every group in one answer: 10,000 groups of 20 targets are 7 MB,
+    // over gRPC's default limit of 4 MB.
+    grpcOptions: { "grpc.max_receive_message_length": MAX_ANSWER_BYTES },
     // The client never repeats a call by itself: a transaction that failed
     // after reaching etcd may have been applied, and only the store, which
     // compares revisions, can tell (src/etcdstore/etcd-store.ts, commit).

@@ -301,7 +301,10 @@ export class EtcdStore implements Store {
     if (known !== undefined && value.revision <= known.revision) return this.view.mirror(appEnv, this.fileTextOf(key));
 
     let entry: Entry | undefined;
-    if (value.present) {
+    const same = this.entries.get(key);
+    if (value.present && same?.text === value.text) {
+      entry = same;
+    } else if (value.present) {
       try {
         const group = parseGroupFile(value.text);
         if (group !== undefined) entry = { appEnv, fileName: fileNameOf(appEnv), group, changedAt: new Date(), text: value.text };

@@ -23,6 +23,11 @@ export class Lanes<Job> {
     this.running.add(run);
   }
 
+  /** Whether jobs of `key` are queued or running. */
+  busy(key: string): boolean {
+    return this.queues.has(key);
+  }
+
   /** Resolves once every job pushed so far, and every job they led to, has run. */
   async idle(): Promise<void> {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);

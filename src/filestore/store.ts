@@ -76,6 +76,8 @@ export class FileStore implements Store {
   private readonly observer: StoreObserver;
   private readonly onOutsideChange: (appEnv: AppEnv) => void;
   private readonly entries = new Map<string, Entry>();
+  /** Keys whose file was found unreadable or invalid after an outside change: memory still holds the last good group. */
+  private readonly brokenOnDisk = new Set<string>();
   private readonly directorySync: DirectorySync;
   private fileMode: FileMode = { bits: FILE_MODE, umaskStripsBits: true };
   private readonly lanes = new Lanes<Job>((key, jobs) => this.runBatch(key, jobs));
@@ -129,11 +131,11 @@ export class FileStore implements Store {
   /**
    * Makes the file of `appEnv` hold exactly `text` (`undefined`: no file), after
    * everything queued before it. For a directory that is a view of another
-   * registry (etcd): the file on disk is compared, not memory, so an outside
-   * edit is always put back, and a file that already holds `text` is not
-   * written again.
+   * registry (etcd). A file that already holds `text` is not written again.
    */
   mirror(appEnv: AppEnv, text: string | undefined): Promise<void> {
+    const key = appEnvKey(appEnv);
+    if (text !== undefined && this.entries.get(key)?.text === text && !this.brokenOnDisk.has(key) && !this.lanes.busy(key)) return Promise.resolve();
     return new Promise((resolvePromise, reject) => {
       this.lanes.push(appEnvKey(appEnv), {
         kind: "mirror",
@@ -227,6 +229,7 @@ export class FileStore implements Store {
       }
       this.observer.readFailed?.(fileName);
       this.logger.error({ file: fileName, err: read.error }, "could not read file");
+      this.brokenOnDisk.add(key);
       fromOutside();
       return;
     }
@@ -244,9 +247,11 @@ export class FileStore implements Store {
           ? "file is not a valid target group; treated as not registered and left as it is"
           : "file is not a valid target group; still serving the last good group",
       );
+      this.brokenOnDisk.add(key);
       fromOutside();
       return;
     }
+    this.brokenOnDisk.delete(key);
     if (group === undefined) this.entries.delete(key);
     else this.entries.set(key, { appEnv, fileName, group, changedAt, text });
     if (reason === "outside change") {
@@ -288,26 +293,30 @@ export class FileStore implements Store {
     await this.commit(jobs[0]!.appEnv, state, accepted);
   }
 
-  /** The last of `jobs` wins: it is the newest value of the other registry. */
+  /**
+   * The last of `jobs` wins: it is the newest value of the other registry.
+   * Memory is trusted to say what the file holds, because every outside
+   * change re-reads the file and asks for a mirror again (onOutsideChange).
+   * No fsync: the directory is a copy of etcd that the resync at start makes
+   * equal again after a power cut; the rename still keeps every read whole.
+   */
   private async writeMirror(appEnv: AppEnv, jobs: readonly MirrorJob[]): Promise<void> {
-    const key = appEnvKey(appEnv);
     const fileName = fileNameOf(appEnv);
     const path = join(this.directory, fileName);
     const text = jobs[jobs.length - 1]!.text;
-    const onDisk = readSync(path);
     const settle = (error?: Error): void => {
       for (const job of jobs) job.settle(error);
     };
-    if ("text" in onDisk ? onDisk.text === text : text === undefined && onDisk.error.code === "ENOENT") {
-      this.takeIn(appEnv, text, "text" in onDisk ? onDisk.changedAt : new Date());
+    const key = appEnvKey(appEnv);
+    const known = this.entries.get(key);
+    if (text !== undefined && known?.text === text && !this.brokenOnDisk.has(key)) {
       settle();
       return;
     }
     const started = process.hrtime.bigint();
     try {
       if (text === undefined) await unlink(path);
-      else await writeFileAtomically(path, text, this.fileMode);
-      await this.directorySync.sync();
+      else await writeFileAtomically(path, text, this.fileMode, { fsync: false });
     } catch (error) {
       if (text === undefined && (error as NodeJS.ErrnoException).code === "ENOENT") {
         this.takeIn(appEnv, text, new Date());
@@ -325,17 +334,15 @@ export class FileStore implements Store {
       this.logger.info({ file: fileName }, "file removed");
     } else {
       this.observer.fileWritten?.(fileName, Number(process.hrtime.bigint() - started) / 1e9);
-      this.logger.info({ file: fileName, bytes: text.length }, "file written");
+      this.logger.info({ file: fileName, targets: this.entries.get(appEnvKey(appEnv))?.group.targets.length }, "file written");
     }
     settle();
-    if (this.entries.get(key) === undefined && text !== undefined) {
-      this.logger.warn({ file: fileName }, "the registry's value is not a valid target group");
-    }
   }
 
   /** Memory follows what a mirror left on disk. */
   private takeIn(appEnv: AppEnv, text: string | undefined, changedAt: Date): void {
     const key = appEnvKey(appEnv);
+    this.brokenOnDisk.delete(key);
     if (text === undefined) {
       this.entries.delete(key);
       return;
@@ -389,6 +396,7 @@ export class FileStore implements Store {
       durability = error as Error;
     }
 
+    this.brokenOnDisk.delete(key);
     if (state === undefined) {
       this.entries.delete(key);
       this.observer.fileRemoved?.(fileName);
