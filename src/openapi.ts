@@ -99,12 +99,19 @@ const GROUP_RESPONSES = {
 
 const WRITE_RESPONSES = {
   ...GROUP_RESPONSES,
-  "200": { description: "The group after the change, on disk before this answer.", content: json(ref("schemas", "GroupFile")) },
+  "200": {
+    description: "The group after the change, on disk before this answer (etcd mode: committed in etcd and in this instance's directory).",
+    content: json(ref("schemas", "GroupFile")),
+  },
   "403": ref("responses", "Forbidden"),
   "404": ref("responses", "NotFound"),
   "413": { description: "The body is larger than MAX_BODY_BYTES.", content: json(ref("schemas", "Error")) },
   "415": { description: "The Content-Type is not JSON, YAML or a form.", content: json(ref("schemas", "Error")) },
   "500": { description: "The disk refused the write; nothing changed.", content: json(ref("schemas", "Error")) },
+  "503": {
+    description: "etcd mode: etcd is unreachable or without quorum, or the group kept changing under the request; not acknowledged, try again.",
+    content: json(ref("schemas", "Error")),
+  },
 } as const;
 
 const CHANGE_BODY = {
