@@ -12,6 +12,9 @@ export interface Tool {
 export const PROMETHEUS: Tool = { name: "prometheus", envVar: "PROMETHEUS_BIN", debianPackage: "prometheus" };
 export const PROMTOOL: Tool = { name: "promtool", envVar: "PROMTOOL_BIN", debianPackage: "prometheus" };
 export const DOCKER_COMPOSE: Tool = { name: "docker-compose", envVar: "DOCKER_COMPOSE_BIN", debianPackage: "docker-compose" };
+export const ETCD: Tool = { name: "etcd", envVar: "ETCD_BIN", debianPackage: "etcd-server" };
+export const ETCDCTL: Tool = { name: "etcdctl", envVar: "ETCDCTL_BIN", debianPackage: "etcd-client" };
+export const OPENSSL: Tool = { name: "openssl", envVar: "OPENSSL_BIN", debianPackage: "openssl" };
 
 /**
  * The path of `tool`: `$<envVar>` when set, else the first one on PATH (`extraDirs` first).
@@ -48,6 +51,20 @@ export function findPromtool(): string {
 
 export function findDockerCompose(): string {
   return findTool(DOCKER_COMPOSE);
+}
+
+export function findEtcd(): string {
+  return findTool(ETCD);
+}
+
+/** etcdctl from a release tarball sits beside etcd, so it is looked for there first. */
+export function findEtcdctl(): string {
+  const etcd = process.env[ETCD.envVar]?.trim();
+  return findTool(ETCDCTL, etcd ? [dirname(etcd)] : []);
+}
+
+export function findOpenssl(): string {
+  return findTool(OPENSSL);
 }
 
 function isExecutable(path: string): boolean {
