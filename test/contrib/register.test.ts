@@ -167,7 +167,7 @@ describe("contrib/systemd/file-sd-register with write tokens", () => {
   });
 
   it("fails (exit 1) with the service's message when the token is missing or wrong", async () => {
-    for (const env of [{}, { FILE_SD_TOKEN: "wrong" }]) {
+    for (const env of [{}, { FILE_SD_TOKEN: "wrong" }] as Record<string, string>[]) {
       const result = await registerWith("start", env);
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(/^file-sd-register: could not read billing\/prod: HTTP 401 \{"message":".+"\}\n$/);
