@@ -17,11 +17,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 install: node_modules/.package-lock.json ## install dependencies (npm ci)
 
 # The tests run real programs from Debian packages: prometheus/promtool, docker-compose, a
-# three-member etcd (etcd-server, etcdctl from etcd-client), headless chromium and
-# systemd-analyze (systemd). As root (CI, a container) the missing ones are installed with apt;
-# otherwise make says how.
+# three-member etcd (etcd-server, etcdctl from etcd-client), headless chromium,
+# systemd-analyze (systemd) and curl (contrib/systemd's register script). As root (CI, a
+# container) the missing ones are installed with apt; otherwise make says how.
 TOOLS := prometheus:prometheus promtool:prometheus docker-compose:docker-compose etcd:etcd-server \
-         etcdctl:etcd-client chromium:chromium systemd-analyze:systemd openssl:openssl
+         etcdctl:etcd-client chromium:chromium systemd-analyze:systemd openssl:openssl curl:curl
 tools: ## make sure the programs the tests run are there (apt-get install as root)
 	@missing=$$(for t in $(TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t##*:}; done | sort -u | tr '\n' ' '); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -30,7 +30,7 @@ tools: ## make sure the programs the tests run are there (apt-get install as roo
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	else \
 	  echo "missing Debian packages: $$missing. Install them (sudo apt-get install $$missing)," \
-	       "or point PROMETHEUS_BIN, PROMTOOL_BIN, DOCKER_COMPOSE_BIN, ETCD_BIN, ETCDCTL_BIN, CHROMIUM_BIN at the binaries;" \
+	       "or point PROMETHEUS_BIN, PROMTOOL_BIN, DOCKER_COMPOSE_BIN, ETCD_BIN, ETCDCTL_BIN, CHROMIUM_BIN, SYSTEMD_ANALYZE_BIN, CURL_BIN at the binaries;" \
 	       "the tests then say which one is missing."; \
 	fi
 
@@ -39,8 +39,11 @@ dist/main.js: node_modules/.package-lock.json tsconfig.json tsconfig.build.json 
 
 build: dist/main.js ## compile TypeScript to dist/
 
-run: build ## serve on 127.0.0.1:12345 writing to ./file_sd (override with BIND, FILE_SD_DIRECTORY)
-	$(NPM) start
+# Readable log lines through pino-pretty; `npm start` and the image keep pino's JSON. The shell
+# execs node, so the SIGTERM make passes on reaches node itself; pino-pretty ignores SIGINT and
+# SIGTERM and ends when node closes its stdout, so the lines of the drain are still shown.
+run: build ## serve on 127.0.0.1:12345 writing to ./file_sd (override with BIND, FILE_SD_DIRECTORY); readable logs
+	exec node dist/main.js > >(trap '' INT TERM; exec node_modules/.bin/pino-pretty)
 
 typecheck: install ## type-check src, test and bench
 	$(NPM) run typecheck
