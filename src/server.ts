@@ -11,6 +11,7 @@ import { FileStore } from "./filestore/store.js";
 import { watchDirectory } from "./filestore/watch.js";
 import { malformedRequest } from "./handlers/errors.js";
 import { createMetrics } from "./metrics.js";
+import { StatusService } from "./status/status.js";
 
 export interface RunningService {
   readonly url: string;
@@ -45,6 +46,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     await tokens?.close();
   };
 
+  const status = config.prometheus === undefined ? undefined : new StatusService(store, config.prometheus);
   const app = createApp({
     store,
     logger,
@@ -52,6 +54,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     metrics,
     readiness: { notReadyBecause: () => notReadyBecause },
     guards: tokens === undefined ? OPEN : guards(tokens),
+    status,
   });
 
   let server: Server;
@@ -76,13 +79,18 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const scheme = config.tls === undefined ? "http" : "https";
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `${scheme}://${host}:${address.port}`;
-  logger.info({ url, directory: store.directory, tokens: tokens?.path ?? "none" }, "listening");
+  logger.info(
+    { url, directory: store.directory, tokens: tokens?.path ?? "none", prometheus: config.prometheus?.urls ?? "none" },
+    "listening",
+  );
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       notReadyBecause = "shutting down";
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Clients holding a ?wait get the status as it is now, instead of a cut connection.
+      status?.answerWaitersNow();
       server.closeIdleConnections();
       const force = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
       await closed;
