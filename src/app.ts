@@ -12,6 +12,7 @@ import { httpSd } from "./handlers/http-sd.js";
 import { index } from "./handlers/index.js";
 import { metrics as metricsText } from "./handlers/metrics.js";
 import { openapi } from "./handlers/openapi.js";
+import { htmlOrJson, page, uiAsset } from "./handlers/page.js";
 import { requestLog } from "./handlers/request-log.js";
 import { allStatus, groupStatus } from "./handlers/status.js";
 import { createMetrics, type ServiceMetrics } from "./metrics.js";
@@ -67,7 +68,7 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
 
   const router = new Router();
   router
-    .get("/", guards.read, index(store))
+    .get("/", guards.read, htmlOrJson(page(store, { health: status !== undefined }), index(store)))
     .all("/", onlyGet)
     .get("/metrics", metricsText(metrics.registry))
     .all("/metrics", onlyGet)
@@ -85,6 +86,14 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     .all("/-/status", onlyGet)
     .get("/:application/:environment/status", guards.read, groupStatus(status))
     .all("/:application/:environment/status", onlyGet);
+  // The page's script, stylesheet and icon: no registered data, so never a token.
+  router
+    .get("/-/ui/app.js", uiAsset("app.js"))
+    .all("/-/ui/app.js", onlyGet)
+    .get("/-/ui/app.css", uiAsset("app.css"))
+    .all("/-/ui/app.css", onlyGet)
+    .get("/-/ui/icon.svg", uiAsset("icon.svg"))
+    .all("/-/ui/icon.svg", onlyGet);
   router
     .get("/:application/:environment", guards.read, getGroup(store))
     .put("/:application/:environment", guards.write, body, putGroup(store))

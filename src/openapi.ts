@@ -183,7 +183,12 @@ export const OPENAPI: OpenApiDocument = {
         tags: ["discovery"],
         parameters: FILTER_PARAMETERS,
         responses: {
-          "200": { description: "Sorted by application, then environment.", content: json(ref("schemas", "Index")) },
+          "200": {
+            description:
+              "Sorted by application, then environment. A client that ranks text/html above application/json " +
+              "(a browser) gets the page instead: every group with its targets, labels and health, kept current.",
+            content: { ...json(ref("schemas", "Index")), "text/html": { schema: { type: "string" } } },
+          },
           "400": ref("responses", "BadRequest"),
           "401": ref("responses", "Unauthorized"),
         },
@@ -262,6 +267,30 @@ export const OPENAPI: OpenApiDocument = {
           "501": ref("responses", "NoPrometheus"),
         },
         security: READ_SECURITY,
+      },
+    },
+    "/-/ui/app.js": {
+      get: {
+        operationId: "uiScript",
+        summary: "The script of the page a browser gets at / (never needs a token)",
+        tags: ["status"],
+        responses: { "200": { description: "JavaScript.", content: { "text/javascript": { schema: { type: "string" } } } } },
+      },
+    },
+    "/-/ui/app.css": {
+      get: {
+        operationId: "uiStylesheet",
+        summary: "The stylesheet of the page a browser gets at / (never needs a token)",
+        tags: ["status"],
+        responses: { "200": { description: "CSS.", content: { "text/css": { schema: { type: "string" } } } } },
+      },
+    },
+    "/-/ui/icon.svg": {
+      get: {
+        operationId: "uiIcon",
+        summary: "The icon of the page a browser gets at / (never needs a token)",
+        tags: ["status"],
+        responses: { "200": { description: "SVG.", content: { "image/svg+xml": { schema: { type: "string" } } } } },
       },
     },
     "/metrics": {
