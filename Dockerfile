@@ -30,6 +30,8 @@ WORKDIR /app
 COPY package.json ./
 COPY --from=production-dependencies /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The page's script and stylesheet, read from ../../ui relative to dist/handlers/.
+COPY ui ./ui
 
 ENV NODE_ENV=production \
     FILE_SD_DIRECTORY=/file_sd \

@@ -12,9 +12,12 @@ import { httpSd } from "./handlers/http-sd.js";
 import { index } from "./handlers/index.js";
 import { metrics as metricsText } from "./handlers/metrics.js";
 import { openapi } from "./handlers/openapi.js";
+import { htmlOrJson, page, uiAsset } from "./handlers/page.js";
 import { requestLog } from "./handlers/request-log.js";
+import { allStatus, groupStatus } from "./handlers/status.js";
 import { createMetrics, type ServiceMetrics } from "./metrics.js";
 import { SUPPORTED_MEDIA_TYPES } from "./parse/body.js";
+import type { StatusService } from "./status/status.js";
 
 export interface AppDependencies {
   readonly store: Store;
@@ -26,11 +29,13 @@ export interface AppDependencies {
   readonly readiness?: Readiness;
   /** Default: no tokens needed (AUTH_TOKENS_FILE not set). */
   readonly guards?: Guards;
+  /** SPEC §12, from PROMETHEUS_URL. Default: none; the status endpoints say what to set. */
+  readonly status?: StatusService | undefined;
 }
 
 const ALWAYS_READY: Readiness = { notReadyBecause: () => undefined };
 
-export type Wiring = Required<AppDependencies>;
+export type Wiring = Required<Omit<AppDependencies, "status">> & { readonly status: StatusService | undefined };
 
 /** Fills in the defaults, once, so the router and the middlewares share one metrics registry. */
 export function complete(dependencies: AppDependencies): Wiring {
@@ -41,6 +46,7 @@ export function complete(dependencies: AppDependencies): Wiring {
     metrics,
     readiness: dependencies.readiness ?? ALWAYS_READY,
     guards: dependencies.guards ?? OPEN,
+    status: dependencies.status,
   };
 }
 
@@ -48,7 +54,7 @@ export function complete(dependencies: AppDependencies): Wiring {
  * Every route the service answers. The service's own endpoints come first and
  * answer 405 to other methods: `/-/…` also matches `/:application/:environment`.
  */
-export function createRouter({ store, maxBodyBytes, metrics, readiness, guards }: Wiring): Router {
+export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, status }: Wiring): Router {
   // Every supported body arrives as text; src/parse decides what it means.
   const body = koaBody({
     json: false,
@@ -62,7 +68,7 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards }
 
   const router = new Router();
   router
-    .get("/", guards.read, index(store))
+    .get("/", guards.read, htmlOrJson(page(store, { health: status !== undefined }), index(store)))
     .all("/", onlyGet)
     .get("/metrics", metricsText(metrics.registry))
     .all("/metrics", onlyGet)
@@ -74,6 +80,20 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards }
     .all("/-/http_sd", onlyGet)
     .get("/-/openapi.json", openapi)
     .all("/-/openapi.json", onlyGet);
+  // Is it scraped? (SPEC §12)
+  router
+    .get("/-/status", guards.read, allStatus(store, status))
+    .all("/-/status", onlyGet)
+    .get("/:application/:environment/status", guards.read, groupStatus(status))
+    .all("/:application/:environment/status", onlyGet);
+  // The page's script, stylesheet and icon: no registered data, so never a token.
+  router
+    .get("/-/ui/app.js", uiAsset("app.js"))
+    .all("/-/ui/app.js", onlyGet)
+    .get("/-/ui/app.css", uiAsset("app.css"))
+    .all("/-/ui/app.css", onlyGet)
+    .get("/-/ui/icon.svg", uiAsset("icon.svg"))
+    .all("/-/ui/icon.svg", onlyGet);
   router
     .get("/:application/:environment", guards.read, getGroup(store))
     .put("/:application/:environment", guards.write, body, putGroup(store))

@@ -10,7 +10,8 @@ import { SUPPORTED_MEDIA_TYPES } from "./parse/body.js";
 type Schema =
   | { readonly $ref: string }
   | {
-      readonly type?: "object" | "array" | "string" | "integer";
+      readonly type?: "object" | "array" | "string" | "integer" | "boolean";
+      readonly nullable?: boolean;
       readonly description?: string;
       readonly format?: string;
       readonly pattern?: string;
@@ -141,6 +142,7 @@ export const OPENAPI: OpenApiDocument = {
   tags: [
     { name: "groups", description: "Targets and labels of one application/environment." },
     { name: "discovery", description: "Everything registered, for people and for Prometheus." },
+    { name: "status", description: "Is it scraped? What each Prometheus in PROMETHEUS_URL says of each target." },
     { name: "operations", description: "Health, readiness, metrics and this description." },
   ],
   paths: {
@@ -188,7 +190,12 @@ export const OPENAPI: OpenApiDocument = {
         tags: ["discovery"],
         parameters: FILTER_PARAMETERS,
         responses: {
-          "200": { description: "Sorted by application, then environment.", content: json(ref("schemas", "Index")) },
+          "200": {
+            description:
+              "Sorted by application, then environment. A client that ranks text/html above application/json " +
+              "(a browser) gets the page instead: every group with its targets, labels and health, kept current.",
+            content: { ...json(ref("schemas", "Index")), "text/html": { schema: { type: "string" } } },
+          },
           "400": ref("responses", "BadRequest"),
           "401": ref("responses", "Unauthorized"),
         },
@@ -213,6 +220,84 @@ export const OPENAPI: OpenApiDocument = {
           "401": ref("responses", "Unauthorized"),
         },
         security: READ_SECURITY,
+      },
+    },
+    "/{application}/{environment}/status": {
+      get: {
+        operationId: "groupStatus",
+        summary: "Is it scraped? Each registered target's health on each Prometheus in PROMETHEUS_URL",
+        description:
+          "Without `wait`: 200 with the status as it is. With `wait`: held until `ready` (200) or the time is up (503, " +
+          "same body), so `curl --fail \"$S/billing/prod/status?wait=2m\"` gates a deploy. A client that hangs up ends " +
+          "the wait; a service shutting down answers at once. Nothing registered: `ready: false`, no targets, a `message`.",
+        tags: ["status"],
+        parameters: [
+          ...GROUP_PARAMETERS,
+          {
+            name: "wait",
+            in: "query",
+            description: "Prometheus duration (`30s`, `2m`, `1m30s`), at most 10m.",
+            schema: { type: "string", pattern: "^([0-9]+(y|w|d|h|m|s|ms))+$|^0$", example: "2m" },
+          },
+        ],
+        responses: {
+          "200": { description: "Without `wait`: the status. With it: ready.", content: json(ref("schemas", "GroupStatus")) },
+          "400": ref("responses", "BadRequest"),
+          "401": ref("responses", "Unauthorized"),
+          "501": ref("responses", "NoPrometheus"),
+          "503": { description: "`wait` is over and not every target is up on every Prometheus.", content: json(ref("schemas", "GroupStatus")) },
+        },
+        security: READ_SECURITY,
+      },
+    },
+    "/-/status": {
+      get: {
+        operationId: "allStatus",
+        summary: "The status of every registered group (what the page's health dots show)",
+        tags: ["status"],
+        parameters: FILTER_PARAMETERS,
+        responses: {
+          "200": {
+            description: "Sorted by application, then environment.",
+            content: json({
+              type: "object",
+              required: ["prometheus", "ready", "groups"],
+              properties: {
+                prometheus: { type: "array", items: { type: "string", example: "http://prometheus:9090" } },
+                ready: { type: "boolean", description: "Every group ready; false when nothing is registered." },
+                groups: { type: "array", items: ref("schemas", "GroupStatus") },
+              },
+            }),
+          },
+          "400": ref("responses", "BadRequest"),
+          "401": ref("responses", "Unauthorized"),
+          "501": ref("responses", "NoPrometheus"),
+        },
+        security: READ_SECURITY,
+      },
+    },
+    "/-/ui/app.js": {
+      get: {
+        operationId: "uiScript",
+        summary: "The script of the page a browser gets at / (never needs a token)",
+        tags: ["status"],
+        responses: { "200": { description: "JavaScript.", content: { "text/javascript": { schema: { type: "string" } } } } },
+      },
+    },
+    "/-/ui/app.css": {
+      get: {
+        operationId: "uiStylesheet",
+        summary: "The stylesheet of the page a browser gets at / (never needs a token)",
+        tags: ["status"],
+        responses: { "200": { description: "CSS.", content: { "text/css": { schema: { type: "string" } } } } },
+      },
+    },
+    "/-/ui/icon.svg": {
+      get: {
+        operationId: "uiIcon",
+        summary: "The icon of the page a browser gets at / (never needs a token)",
+        tags: ["status"],
+        responses: { "200": { description: "SVG.", content: { "image/svg+xml": { schema: { type: "string" } } } } },
       },
     },
     "/metrics": {
@@ -312,6 +397,48 @@ export const OPENAPI: OpenApiDocument = {
           },
         },
       },
+      GroupStatus: {
+        type: "object",
+        required: ["application", "environment", "ready", "targets"],
+        properties: {
+          application: NAME,
+          environment: NAME,
+          ready: { type: "boolean", description: "Every target up on every Prometheus; false when nothing is registered." },
+          message: { type: "string", description: "Only when nothing is registered." },
+          targets: {
+            type: "array",
+            items: {
+              type: "object",
+              required: ["target", "ready", "servers"],
+              properties: {
+                target: { type: "string", example: "host1:9100" },
+                ready: { type: "boolean" },
+                servers: {
+                  type: "array",
+                  description: "One per PROMETHEUS_URL item, in its order.",
+                  items: {
+                    type: "object",
+                    required: ["prometheus", "health", "lastScrape"],
+                    properties: {
+                      prometheus: { type: "string", example: "http://prometheus:9090" },
+                      health: {
+                        type: "string",
+                        enum: ["up", "down", "unknown", "missing", "dropped", "unreachable"],
+                        description:
+                          "`unknown`: listed, not scraped yet; `missing`: not listed; `dropped`: relabelled away; " +
+                          "`unreachable`: that Prometheus did not answer.",
+                      },
+                      lastScrape: { type: "string", format: "date-time", nullable: true },
+                      error: { type: "string", description: "`down`: Prometheus' lastError; `unreachable`: why it did not answer." },
+                      scrapeUrl: { type: "string", example: "http://host1:9100/metrics" },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
       Status: {
         type: "object",
         required: ["status"],
@@ -356,6 +483,10 @@ export const OPENAPI: OpenApiDocument = {
       },
       NotFound: {
         description: "DELETE of an application/environment with nothing registered.",
+        content: json(ref("schemas", "Error")),
+      },
+      NoPrometheus: {
+        description: "PROMETHEUS_URL is not set: the message says what to set.",
         content: json(ref("schemas", "Error")),
       },
     },

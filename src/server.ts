@@ -13,6 +13,7 @@ import { FileStore } from "./filestore/store.js";
 import { watchDirectory } from "./filestore/watch.js";
 import { malformedRequest } from "./handlers/errors.js";
 import { createEtcdMetrics, createMetrics, type ServiceMetrics } from "./metrics.js";
+import { StatusService } from "./status/status.js";
 import type { Store } from "./store.js";
 
 export interface RunningService {
@@ -51,6 +52,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     await stopBackend();
   };
 
+  const status = config.prometheus === undefined ? undefined : new StatusService(store, config.prometheus);
   const app = createApp({
     store,
     logger,
@@ -58,6 +60,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     metrics,
     readiness: { notReadyBecause: () => (shuttingDown ? "shutting down" : backendProblem()) },
     guards: tokens === undefined ? OPEN : guards(tokens),
+    status,
   });
 
   let server: Server;
@@ -83,7 +86,13 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `${scheme}://${host}:${address.port}`;
   logger.info(
-    { url, directory: view.directory, tokens: tokens?.path ?? "none", registry: config.etcd === undefined ? "directory" : "etcd" },
+    {
+      url,
+      directory: view.directory,
+      tokens: tokens?.path ?? "none",
+      registry: config.etcd === undefined ? "directory" : "etcd",
+      prometheus: config.prometheus?.urls ?? "none",
+    },
     "listening",
   );
 
@@ -92,6 +101,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     closing ??= (async () => {
       shuttingDown = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Clients holding a ?wait get the status as it is now, instead of a cut connection.
+      status?.answerWaitersNow();
       server.closeIdleConnections();
       const force = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
       await closed;

@@ -57,3 +57,50 @@ describe("configuration (SPEC §8)", () => {
     expect(() => loadConfig(env)).toThrowError(message);
   });
 });
+
+describe("PROMETHEUS_URL and its credentials (SPEC §12)", () => {
+  it("is off by default", () => {
+    expect(loadConfig({}).prometheus).toBeUndefined();
+    expect(loadConfig({ PROMETHEUS_URL: " " }).prometheus).toBeUndefined();
+  });
+
+  it("takes comma-separated base URLs, trimmed, without a trailing slash", () => {
+    expect(
+      loadConfig({ PROMETHEUS_URL: "http://prometheus:9090/, https://p2.example.com/prometheus ,http://[::1]:9090" }).prometheus,
+    ).toEqual({
+      urls: ["http://prometheus:9090", "https://p2.example.com/prometheus", "http://[::1]:9090"],
+      auth: undefined,
+    });
+  });
+
+  it("reads a bearer token file, or a user and password file", () => {
+    expect(loadConfig({ PROMETHEUS_URL: "http://p:9090", PROMETHEUS_BEARER_TOKEN_FILE: "/run/token" }).prometheus?.auth).toEqual({
+      kind: "bearer",
+      tokenFile: "/run/token",
+    });
+    expect(
+      loadConfig({ PROMETHEUS_URL: "http://p:9090", PROMETHEUS_USERNAME: "sd", PROMETHEUS_PASSWORD_FILE: "/run/pw" }).prometheus?.auth,
+    ).toEqual({ kind: "basic", username: "sd", passwordFile: "/run/pw" });
+  });
+
+  it.each([
+    [{ PROMETHEUS_URL: "prometheus:9090" }, /must start with http:\/\/ or https:\/\//],
+    [{ PROMETHEUS_URL: "not a url" }, /"not a url" is not a URL/],
+    [{ PROMETHEUS_URL: "ftp://p:21" }, /must start with http/],
+    [{ PROMETHEUS_URL: "http://a:9090,,http://b:9090" }, /empty item/],
+    [{ PROMETHEUS_URL: "http://a:9090," }, /empty item/],
+    [{ PROMETHEUS_URL: "http://user:secret@a:9090" }, /carries credentials; put them in PROMETHEUS_USERNAME/],
+    [{ PROMETHEUS_URL: "http://a:9090/?x=1" }, /without \? or #/],
+    [{ PROMETHEUS_URL: "http://a:9090,http://a:9090/" }, /lists http:\/\/a:9090 twice/],
+    [
+      { PROMETHEUS_URL: "http://a:9090", PROMETHEUS_BEARER_TOKEN_FILE: "/t", PROMETHEUS_USERNAME: "u", PROMETHEUS_PASSWORD_FILE: "/p" },
+      /not both/,
+    ],
+    [{ PROMETHEUS_URL: "http://a:9090", PROMETHEUS_USERNAME: "u" }, /set both PROMETHEUS_USERNAME and PROMETHEUS_PASSWORD_FILE/],
+    [{ PROMETHEUS_URL: "http://a:9090", PROMETHEUS_PASSWORD_FILE: "/p" }, /set both PROMETHEUS_USERNAME/],
+    [{ PROMETHEUS_BEARER_TOKEN_FILE: "/t" }, /need PROMETHEUS_URL/],
+  ])("refuses %j", (env, message) => {
+    expect(() => loadConfig(env)).toThrowError(ConfigError);
+    expect(() => loadConfig(env)).toThrowError(message);
+  });
+});

@@ -4,6 +4,7 @@ import { complete, createRouter } from "../../src/app.js";
 import { FileStore } from "../../src/filestore/store.js";
 import { OPENAPI } from "../../src/openapi.js";
 import { makeTempDir, removeDir, silentLogger, startTestService, type TestService } from "../helpers.js";
+import { freePort } from "../support/ports.js";
 
 /** `/:application/:environment` → `/{application}/{environment}` */
 const asOpenApiPath = (path: string): string => path.replace(/:([A-Za-z_]+)/g, "{$1}");
@@ -43,7 +44,8 @@ const sorted = (map: Map<string, Set<string>>) =>
 describe("the OpenAPI description", () => {
   let service: TestService;
   beforeAll(async () => {
-    service = await startTestService();
+    // The status routes need a PROMETHEUS_URL to answer 200; nothing listens there, so targets are `unreachable`.
+    service = await startTestService({ env: { PROMETHEUS_URL: `http://127.0.0.1:${await freePort()}` } });
   });
   afterAll(async () => {
     await service.close();

@@ -11,6 +11,8 @@ export interface Tool {
 
 export const PROMETHEUS: Tool = { name: "prometheus", envVar: "PROMETHEUS_BIN", debianPackage: "prometheus" };
 export const PROMTOOL: Tool = { name: "promtool", envVar: "PROMTOOL_BIN", debianPackage: "prometheus" };
+/** Debian's chromium, driven by playwright-core: the page tests never download a browser. */
+export const CHROMIUM: Tool = { name: "chromium", envVar: "CHROMIUM_BIN", debianPackage: "chromium" };
 export const DOCKER_COMPOSE: Tool = { name: "docker-compose", envVar: "DOCKER_COMPOSE_BIN", debianPackage: "docker-compose" };
 export const ETCD: Tool = { name: "etcd", envVar: "ETCD_BIN", debianPackage: "etcd-server" };
 export const ETCDCTL: Tool = { name: "etcdctl", envVar: "ETCDCTL_BIN", debianPackage: "etcd-client" };
@@ -47,6 +49,10 @@ export function findPrometheus(): string {
 export function findPromtool(): string {
   const prometheus = process.env[PROMETHEUS.envVar]?.trim();
   return findTool(PROMTOOL, prometheus ? [dirname(prometheus)] : []);
+}
+
+export function findChromium(): string {
+  return findTool(CHROMIUM);
 }
 
 export function findDockerCompose(): string {

@@ -1,0 +1,98 @@
+import type { Context } from "koa";
+import { rejectAs, RuleError } from "../errors.js";
+import type { Entry } from "../filestore/store.js";
+import type { AppEnv } from "../model.js";
+import { parseAppEnv } from "../parse/values.js";
+import { parseDuration } from "../parse/duration.js";
+import type { Registry, StatusService } from "../status/status.js";
+import { selectedEntries } from "./group-filter.js";
+
+/** Koa glue for SPEC §12: `/<application>/<environment>/status` and `/-/status`. */
+
+export const MAX_WAIT_MS = 10 * 60_000;
+const WAIT_FORM = "a Prometheus duration such as 30s, 2m or 1m30s, at most 10m";
+
+/**
+ * Without PROMETHEUS_URL there is nothing to ask. That is the operator's
+ * setting, not the client's mistake, so a 501 (not a 4xx), and never a 200:
+ * `curl --fail …/status?wait=2m` must not let a deploy through unchecked.
+ */
+function notConfigured(ctx: Context): void {
+  ctx.status = 501;
+  ctx.body = {
+    message:
+      "the status needs to know which Prometheus to ask: start the service with " +
+      "PROMETHEUS_URL=http://prometheus:9090 (comma-separated for several; see README, Is it scraped?)",
+  };
+}
+
+function appEnvOf(ctx: Context): AppEnv {
+  const params = (ctx as Context & { params: Record<string, string | undefined> }).params;
+  return rejectAs("bad_name", () => parseAppEnv(params.application ?? "", params.environment ?? ""));
+}
+
+/** `?wait=` in ms; undefined when absent. */
+export function waitOf(ctx: Context): number | undefined {
+  const given = ctx.query.wait;
+  if (given === undefined) return undefined;
+  if (typeof given !== "string") throw new RuleError(400, `give ?wait= once, as ${WAIT_FORM}`);
+  const ms = parseDuration(given);
+  if (ms === undefined || ms > MAX_WAIT_MS) {
+    throw new RuleError(400, `?wait=${JSON.stringify(given)} is not ${WAIT_FORM}`);
+  }
+  return ms;
+}
+
+/**
+ * `GET /<application>/<environment>/status[?wait=<duration>]`. Without `wait`: 200
+ * with the status as it is. With it: held until ready (200) or the time is up
+ * (503, same body); a client that hangs up ends the wait, and a shutting-down
+ * service answers at once.
+ */
+export function groupStatus(status: StatusService | undefined) {
+  return async (ctx: Context): Promise<void> => {
+    const appEnv = appEnvOf(ctx);
+    const waitMs = waitOf(ctx);
+    if (status === undefined) return notConfigured(ctx);
+    ctx.set("Cache-Control", "no-store");
+    if (waitMs === undefined) {
+      ctx.body = await status.ofGroup(appEnv);
+      return;
+    }
+    const clientGone = new AbortController();
+    const hangUp = (): void => clientGone.abort();
+    // The response's close: the request's fires as soon as its (empty) body is read.
+    ctx.res.once("close", hangUp);
+    try {
+      const answer = await status.waitUntilReady(appEnv, waitMs, clientGone.signal);
+      ctx.status = answer.ready ? 200 : 503;
+      ctx.body = answer;
+      // Shutting down: close the connection with this answer, so the drain need not wait for it to idle out.
+      if (status.shuttingDown) ctx.set("Connection", "close");
+    } finally {
+      ctx.res.off("close", hangUp);
+    }
+  };
+}
+
+/** `GET /-/status`: every registered group's status (the page's health dots), with the index' filters. */
+export function allStatus(registry: Registry, status: StatusService | undefined) {
+  return async (ctx: Context): Promise<void> => {
+    const entries = selectedEntries(ctx, registry.list()).sort(byApplicationThenEnvironment);
+    if (status === undefined) return notConfigured(ctx);
+    ctx.set("Cache-Control", "no-store");
+    ctx.body = {
+      prometheus: status.servers.map((server) => server.url),
+      ...(await status.ofEntries(entries)),
+    };
+  };
+}
+
+/** The index' order: code units, not the locale's. */
+function byApplicationThenEnvironment(a: Entry, b: Entry): number {
+  return compare(a.appEnv.application, b.appEnv.application) || compare(a.appEnv.environment, b.appEnv.environment);
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,183 @@
+import type { PrometheusConfig } from "../config.js";
+import type { Entry } from "../filestore/store.js";
+import { appEnvKey, type AppEnv, type TargetGroup } from "../model.js";
+import { PrometheusTargets, type SeenTarget, type Snapshot } from "./prometheus-targets.js";
+
+/**
+ * "Is my target scraped?" (SPEC §12): each registered target, as each Prometheus
+ * in PROMETHEUS_URL sees it. Knows nothing of HTTP; src/handlers/status.ts answers.
+ */
+
+/**
+ * `unknown` is Prometheus' own word for a target it lists but has not scraped
+ * yet: between `missing` and `up`, usually for one scrape interval.
+ */
+export type Health = "up" | "down" | "unknown" | "missing" | "dropped" | "unreachable";
+
+export interface ServerHealth {
+  /** The Prometheus base URL, as in PROMETHEUS_URL. */
+  readonly prometheus: string;
+  readonly health: Health;
+  /** The last scrape's time (ISO), null before the first one or when Prometheus does not scrape it. */
+  readonly lastScrape: string | null;
+  /** `down`: Prometheus' lastError; `unreachable`: why Prometheus did not answer. */
+  readonly error?: string;
+  /** What Prometheus scrapes (`up`, `down`, `unknown`), to spot a wrong port, path or scheme. */
+  readonly scrapeUrl?: string;
+}
+
+export interface TargetStatus {
+  readonly target: string;
+  /** `up` on every Prometheus. */
+  readonly ready: boolean;
+  readonly servers: readonly ServerHealth[];
+}
+
+export interface GroupStatus {
+  readonly application: string;
+  readonly environment: string;
+  /** Every target `up` on every Prometheus; false when nothing is registered. */
+  readonly ready: boolean;
+  readonly targets: readonly TargetStatus[];
+  /** Set when nothing is registered, to tell a typo from a slow Prometheus. */
+  readonly message?: string;
+}
+
+/** What the status needs from the store, whichever backend keeps it. */
+export interface Registry {
+  get(appEnv: AppEnv): TargetGroup | undefined;
+  list(): Iterable<Entry>;
+}
+
+/** Between two looks at Prometheus while waiting; the snapshots' cache makes a look cheap. */
+const POLL_MS = 250;
+
+/** Worst first: one pool that fails the target fails it. */
+const RANK: Readonly<Record<SeenTarget["health"], number>> = { down: 0, unknown: 1, up: 2 };
+
+export class StatusService {
+  readonly servers: readonly PrometheusTargets[];
+  private readonly waiters = new Set<AbortController>();
+  private answeringNow = false;
+
+  constructor(
+    private readonly registry: Registry,
+    config: PrometheusConfig,
+    options: { readonly maxAgeMs?: number; readonly timeoutMs?: number } = {},
+  ) {
+    this.servers = config.urls.map((url) => new PrometheusTargets(url, { ...options, auth: config.auth }));
+  }
+
+  /** True once shutdown began: waits answer at once. */
+  get shuttingDown(): boolean {
+    return this.answeringNow;
+  }
+
+  /** Clients holding a `?wait`, for tests and shutdown. */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  async ofGroup(appEnv: AppEnv): Promise<GroupStatus> {
+    return statusOf(appEnv, this.registry.get(appEnv), await this.snapshots());
+  }
+
+  /** Every entry given, in its order. */
+  async ofEntries(entries: readonly Entry[]): Promise<{ ready: boolean; groups: GroupStatus[] }> {
+    const snapshots = await this.snapshots();
+    const groups = entries.map((entry) => statusOf(entry.appEnv, entry.group, snapshots));
+    return { ready: groups.length > 0 && groups.every((group) => group.ready), groups };
+  }
+
+  /**
+   * Looks again every POLL_MS until the group is ready or `waitMs` is over,
+   * the client went away (`signal`), or the service is shutting down: then it
+   * answers with the status as it is.
+   */
+  async waitUntilReady(appEnv: AppEnv, waitMs: number, signal: AbortSignal): Promise<GroupStatus> {
+    const deadline = Date.now() + waitMs;
+    const controller = new AbortController();
+    const stop = (): void => controller.abort();
+    signal.addEventListener("abort", stop);
+    this.waiters.add(controller);
+    if (this.answeringNow || signal.aborted) controller.abort();
+    try {
+      for (;;) {
+        const status = await this.ofGroup(appEnv);
+        const left = deadline - Date.now();
+        if (status.ready || left <= 0 || controller.signal.aborted) return status;
+        await sleep(Math.min(POLL_MS, left), controller.signal);
+      }
+    } finally {
+      this.waiters.delete(controller);
+      signal.removeEventListener("abort", stop);
+    }
+  }
+
+  /** Shutdown: every waiting client gets its answer now, and new ones do not wait. */
+  answerWaitersNow(): void {
+    this.answeringNow = true;
+    for (const waiter of this.waiters) waiter.abort();
+  }
+
+  private snapshots(): Promise<Seen[]> {
+    return Promise.all(this.servers.map(async (server) => ({ url: server.url, snapshot: await server.snapshot() })));
+  }
+}
+
+interface Seen {
+  readonly url: string;
+  readonly snapshot: Snapshot;
+}
+
+function statusOf(appEnv: AppEnv, group: TargetGroup | undefined, snapshots: readonly Seen[]): GroupStatus {
+  const { application, environment } = appEnv;
+  if (group === undefined) {
+    return {
+      application,
+      environment,
+      ready: false,
+      targets: [],
+      message:
+        `nothing is registered for ${application}/${environment}; register it first ` +
+        `(curl -X PUT -d targets=host:port …/${application}/${environment}), or check the names`,
+    };
+  }
+  const key = appEnvKey(appEnv);
+  const targets = group.targets.map((target): TargetStatus => {
+    const servers = snapshots.map((seen) => healthOn(seen, key, target));
+    return { target, ready: servers.every((server) => server.health === "up"), servers };
+  });
+  return { application, environment, ready: targets.every((target) => target.ready), targets };
+}
+
+/** One target on one Prometheus. */
+function healthOn({ url, snapshot }: Seen, key: string, target: string): ServerHealth {
+  if (!snapshot.ok) return { prometheus: url, health: "unreachable", lastScrape: null, error: snapshot.error };
+  const seen = snapshot.index.active.get(key)?.get(target);
+  if (seen === undefined || seen.length === 0) {
+    const dropped = snapshot.index.dropped.get(key)?.has(target) === true;
+    return { prometheus: url, health: dropped ? "dropped" : "missing", lastScrape: null };
+  }
+  const worst = seen.reduce((a, b) => (RANK[b.health] < RANK[a.health] ? b : a));
+  return {
+    prometheus: url,
+    health: worst.health,
+    lastScrape: worst.lastScrape ?? null,
+    ...(worst.health === "down" ? { error: worst.lastError } : {}),
+    scrapeUrl: worst.scrapeUrl,
+  };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+  });
+}

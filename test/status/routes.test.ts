@@ -1,0 +1,138 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestService, type TestService } from "../helpers.js";
+import { freePort } from "../support/ports.js";
+
+/**
+ * The status routes themselves, without a Prometheus to ask: no PROMETHEUS_URL,
+ * and a PROMETHEUS_URL where nothing listens (every answer `unreachable`).
+ */
+
+let off: TestService;
+let nobody: TestService;
+let closedUrl: string;
+
+beforeAll(async () => {
+  off = await startTestService();
+  closedUrl = `http://127.0.0.1:${await freePort()}`;
+  nobody = await startTestService({ env: { PROMETHEUS_URL: closedUrl } });
+  for (const service of [off, nobody]) {
+    expect((await service.request("PUT", "/billing/prod", { body: "targets=127.0.0.1:9" })).status).toBe(200);
+  }
+});
+
+afterAll(async () => {
+  await off?.close();
+  await nobody?.close();
+});
+
+describe("GET /<application>/<environment>/status without PROMETHEUS_URL", () => {
+  it("is a 501 that says what to set, also with ?wait (a deploy gate must not pass)", async () => {
+    for (const path of ["/billing/prod/status", "/billing/prod/status?wait=5s", "/-/status"]) {
+      const answer = await off.request("GET", path);
+      expect(answer.status, path).toBe(501);
+      expect((answer.body as { message: string }).message).toMatch(/PROMETHEUS_URL=http:\/\/prometheus:9090/);
+    }
+  });
+});
+
+describe("the status routes", () => {
+  it("answer 405 with Allow to other methods", async () => {
+    for (const path of ["/billing/prod/status", "/-/status"]) {
+      const answer = await nobody.request("POST", path, { body: "x=1" });
+      expect(answer.status, path).toBe(405);
+      expect(answer.headers.get("allow")).toBe("GET, HEAD");
+    }
+  });
+
+  it("leave every other three-segment path a 404", async () => {
+    for (const path of ["/billing/prod/statuses", "/billing/prod/health", "/billing/prod/status/x"]) {
+      expect((await nobody.request("GET", path)).status, path).toBe(404);
+    }
+  });
+
+  it("refuse a bad name like GET of a group", async () => {
+    const answer = await nobody.request("GET", "/bil%20ling/prod/status");
+    expect(answer.status).toBe(400);
+  });
+
+  it.each(["abc", "11m", "-1s", "1.5s", "30", "10m1s", ""])("?wait=%s is a 400 naming the value and the accepted form", async (wait) => {
+    for (const service of [off, nobody]) {
+      const answer = await service.request("GET", `/billing/prod/status?wait=${encodeURIComponent(wait)}`);
+      expect(answer.status).toBe(400);
+      expect((answer.body as { message: string }).message).toBe(
+        `?wait=${JSON.stringify(wait)} is not a Prometheus duration such as 30s, 2m or 1m30s, at most 10m`,
+      );
+    }
+  });
+
+  it("?wait given twice is a 400", async () => {
+    const answer = await nobody.request("GET", "/billing/prod/status?wait=1s&wait=2s");
+    expect(answer.status).toBe(400);
+    expect((answer.body as { message: string }).message).toMatch(/give \?wait= once/);
+  });
+});
+
+describe("a Prometheus that does not answer", () => {
+  it("makes every target unreachable with the reason, never ready", async () => {
+    const answer = await nobody.request("GET", "/billing/prod/status");
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get("cache-control")).toBe("no-store");
+    expect(answer.body).toEqual({
+      application: "billing",
+      environment: "prod",
+      ready: false,
+      targets: [
+        {
+          target: "127.0.0.1:9",
+          ready: false,
+          servers: [
+            {
+              prometheus: closedUrl,
+              health: "unreachable",
+              lastScrape: null,
+              error: expect.stringMatching(new RegExp(`^${closedUrl}/api/v1/targets\\?state=any: fetch failed: .*ECONNREFUSED`)),
+            },
+          ],
+        },
+      ],
+    });
+  });
+
+  it("?wait answers 503 with the same body at the deadline", async () => {
+    const started = Date.now();
+    const answer = await nobody.request("GET", "/billing/prod/status?wait=1500ms");
+    const ms = Date.now() - started;
+    expect(answer.status).toBe(503);
+    expect((answer.body as { ready: boolean }).ready).toBe(false);
+    expect(ms).toBeGreaterThanOrEqual(1500);
+    expect(ms).toBeLessThan(4000);
+  });
+
+  it("nothing registered: 200 with ready false, no targets and a message; 503 after a wait", async () => {
+    const now = await nobody.request("GET", "/nothing/here/status");
+    expect(now.status).toBe(200);
+    expect(now.body).toEqual({
+      application: "nothing",
+      environment: "here",
+      ready: false,
+      targets: [],
+      message: expect.stringMatching(/^nothing is registered for nothing\/here; register it first/),
+    });
+    const waited = await nobody.request("GET", "/nothing/here/status?wait=300ms");
+    expect(waited.status).toBe(503);
+    expect(waited.body).toEqual(now.body);
+  });
+
+  it("GET /-/status lists every group with its status, and takes the index' filters", async () => {
+    await nobody.request("PUT", "/alpha/dev", { body: "targets=127.0.0.1:10" });
+    const all = await nobody.request("GET", "/-/status");
+    expect(all.status).toBe(200);
+    const body = all.body as { prometheus: string[]; ready: boolean; groups: { application: string; environment: string }[] };
+    expect(body.prometheus).toEqual([closedUrl]);
+    expect(body.ready).toBe(false);
+    expect(body.groups.map((group) => `${group.application}/${group.environment}`)).toEqual(["alpha/dev", "billing/prod"]);
+    const filtered = await nobody.request("GET", "/-/status?application=billing");
+    expect((filtered.body as typeof body).groups.map((group) => group.application)).toEqual(["billing"]);
+    expect((await nobody.request("GET", "/-/status?application=-x")).status).toBe(400);
+  });
+});
