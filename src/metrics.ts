@@ -24,6 +24,8 @@ export interface ServiceMetrics {
   readonly noteRejections: Middleware;
   /** Groups and targets are read from the store at scrape time, so they can never drift. */
   measureRegistered(registered: Registered): void;
+  /** `file_sd_ready` follows `/-/ready`, read at scrape time. */
+  measureReadiness(readiness: { notReadyBecause(): string | undefined }): void;
   tokensFileReloaded(result: "ok" | "error"): void;
 }
 
@@ -128,6 +130,15 @@ export function createMetrics(): ServiceMetrics {
   for (const result of ["ok", "error"] as const) tokenReloads.inc({ result }, 0);
 
   let registered: Registered = { size: 0, list: () => [] };
+  let readiness: { notReadyBecause(): string | undefined } = { notReadyBecause: () => undefined };
+  new Gauge({
+    name: `${PREFIX}ready`,
+    help: "1 when /-/ready answers 200, else 0 (starting, not in step with etcd, shutting down).",
+    registers,
+    collect() {
+      this.set(readiness.notReadyBecause() === undefined ? 1 : 0);
+    },
+  });
   new Gauge({
     name: `${PREFIX}groups`,
     help: "Registered application/environment groups (one file each).",
@@ -198,6 +209,9 @@ export function createMetrics(): ServiceMetrics {
     storeObserver,
     countRequests,
     noteRejections,
+    measureReadiness: (given) => {
+      readiness = given;
+    },
     measureRegistered: (store) => {
       registered = store;
     },

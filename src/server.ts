@@ -37,6 +37,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   let shuttingDown = false;
   const { store, view, stopBackend, backendProblem } = await openStore(config, logger, metrics);
   metrics.measureRegistered(store);
+  const readiness = { notReadyBecause: () => (shuttingDown ? "shutting down" : backendProblem()) };
+  metrics.measureReadiness(readiness);
   const tokens =
     config.authTokensFile === undefined
       ? undefined
@@ -58,7 +60,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     logger,
     maxBodyBytes: config.maxBodyBytes,
     metrics,
-    readiness: { notReadyBecause: () => (shuttingDown ? "shutting down" : backendProblem()) },
+    readiness,
     guards: tokens === undefined ? OPEN : guards(tokens),
     status,
   });

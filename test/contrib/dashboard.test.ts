@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestService, type TestService } from "../helpers.js";
+import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 import { alertRules, DASHBOARD, metricNamesOf, withGrafanaVariables } from "./promql.js";
 
 /**
@@ -52,6 +53,10 @@ const REQUIRED = [
   "file_sd_groups",
   "file_sd_targets",
   "file_sd_outside_changes_total",
+  "file_sd_ready",
+  "file_sd_etcd_connected",
+  "file_sd_etcd_txn_conflicts_total",
+  "file_sd_etcd_commit_duration_seconds_bucket",
 ];
 
 async function dashboard(): Promise<Dashboard> {
@@ -84,6 +89,8 @@ function exportedNames(text: string): Set<string> {
 
 describe("contrib/grafana dashboard and contrib/prometheus rules against a live /metrics", () => {
   let service: TestService;
+  let etcdService: TestService | undefined;
+  let cluster: EtcdCluster | undefined;
   let exported = new Set<string>();
 
   beforeAll(async () => {
@@ -97,9 +104,16 @@ describe("contrib/grafana dashboard and contrib/prometheus rules against a live 
     const answer = await fetch(`${service.url}/metrics`);
     expect(answer.status).toBe(200);
     exported = exportedNames(await answer.text());
+    // The etcd panels and alerts: the same against an instance in etcd mode.
+    cluster = await startEtcdCluster();
+    etcdService = await startTestService({ env: { ETCD_ENDPOINTS: cluster.endpoints.join(","), ETCD_PREFIX: "/dashboard/" } });
+    await etcdService.request("PUT", "/billing/prod", { body: "targets=host1:9100" });
+    for (const name of exportedNames(await (await fetch(`${etcdService.url}/metrics`)).text())) exported.add(name);
   });
   afterAll(async () => {
     await service?.close();
+    await etcdService?.close();
+    await cluster?.stop();
   });
 
   it("the metric name extraction sees through functions, aggregations, binary operators and Grafana variables", () => {
