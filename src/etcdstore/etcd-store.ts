@@ -321,6 +321,16 @@ export class EtcdStore implements Store {
     return this.view.mirror(appEnv, this.fileTextOf(key));
   }
 
+  /**
+   * A deleted key's revision is kept only while it can still matter: to refuse
+   * an older value of the key arriving late. The watch delivers a key's events
+   * in order, so once its delete arrived, only a commit of this instance still
+   * running for the key could bring an older one.
+   */
+  private forgetTombstone(key: string): void {
+    if (this.known.get(key)?.present === false && !this.lanes.busy(key)) this.known.delete(key);
+  }
+
   /** What this instance's file should hold: the group's text when it matches GROUP_SELECTOR. */
   private fileTextOf(key: string): string | undefined {
     const entry = this.entries.get(key);
@@ -389,6 +399,7 @@ export class EtcdStore implements Store {
       throw new Error(`${failed.length} files could not be brought in step: ${String((failed[0] as PromiseRejectedResult).reason)}`);
     }
     if (generation !== this.generation || this.closed) return;
+    for (const key of [...this.known.keys()]) this.forgetTombstone(key);
 
     await this.watchFrom(revision + 1, generation);
     this.synced = true;
@@ -414,7 +425,10 @@ export class EtcdStore implements Store {
       if (current()) void this.takeKv(kv.key.toString().slice(GROUPS.length), valueOf(kv)).catch(() => undefined);
     });
     watcher.on("delete", (kv) => {
-      if (current()) void this.takeKv(kv.key.toString().slice(GROUPS.length), absentAt(Number(kv.mod_revision))).catch(() => undefined);
+      if (!current()) return;
+      const key = kv.key.toString().slice(GROUPS.length);
+      void this.takeKv(key, absentAt(Number(kv.mod_revision))).catch(() => undefined);
+      this.forgetTombstone(key);
     });
     watcher.on("disconnected", (error: Error) => {
       onFailed(error);
