@@ -48,6 +48,7 @@ const REJECT_REASONS: readonly RejectReason[] = [
   "method",
   "too_large",
   "media_type",
+  "precondition",
   "other",
 ];
 
@@ -58,6 +59,7 @@ const REASON_BY_STATUS: Readonly<Record<number, RejectReason>> = {
   404: "not_found",
   405: "method",
   413: "too_large",
+  412: "precondition",
   415: "media_type",
 };
 

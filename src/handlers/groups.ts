@@ -2,8 +2,11 @@ import type { Context } from "koa";
 import { rejectAs, RuleError } from "../errors.js";
 import type { Store } from "../store.js";
 import type { AppEnv, Change, TargetGroup } from "../model.js";
+import { etagOf } from "../etag.js";
 import { formatOf, parseBody, unsupportedMediaType } from "../parse/body.js";
+import { parsePreconditions } from "../parse/preconditions.js";
 import { parseAppEnv } from "../parse/values.js";
+import { checkPreconditions } from "../rules/preconditions.js";
 import { applyDelete, applyPost, applyPut } from "../rules/rules.js";
 
 /** Koa glue for `/<application>/<environment>`: parse → rules → store → answer. */
@@ -34,6 +37,7 @@ function changeOf(ctx: Context): Change {
 export function getGroup(store: Store) {
   return (ctx: Context): void => {
     const group = store.get(appEnvOf(ctx));
+    if (group !== undefined) ctx.set("ETag", etagOf(group));
     ctx.body = group === undefined ? [] : [group];
   };
 }
@@ -41,8 +45,13 @@ export function getGroup(store: Store) {
 function mutate(store: Store, rule: Rule) {
   return async (ctx: Context): Promise<void> => {
     const appEnv = appEnvOf(ctx);
+    const preconditions = parsePreconditions(ctx.get("If-Match"), ctx.get("If-None-Match"));
     const change = rejectAs("bad_body", () => changeOf(ctx));
-    const { before, after } = await store.update(appEnv, (current) => rejectAs("rule", () => rule(current, change, appEnv)));
+    const { before, after } = await store.update(appEnv, (current) => {
+      checkPreconditions(current, preconditions);
+      return rejectAs("rule", () => rule(current, change, appEnv));
+    });
+    if (after !== null) ctx.set("ETag", etagOf(after));
     const answer = after ?? before;
     ctx.body = answer === undefined ? [] : [answer];
   };
