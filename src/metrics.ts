@@ -25,6 +25,8 @@ export interface ServiceMetrics {
   /** Groups and targets are read from the store at scrape time, so they can never drift. */
   measureRegistered(registered: Registered): void;
   tokensFileReloaded(result: "ok" | "error"): void;
+  /** Targets this instance removed because their deadline passed (SPEC §10). */
+  targetsExpired(count: number): void;
 }
 
 /** What the gauges read at scrape time: the store. */
@@ -125,6 +127,12 @@ export function createMetrics(): ServiceMetrics {
     registers,
   });
 
+  const expired = new Counter({
+    name: `${PREFIX}targets_expired_total`,
+    help: "Targets removed because their ?ttl= deadline passed (in etcd mode, counted by the instance whose transaction removed them).",
+    registers,
+  });
+
   // Series that exist from the start, at 0, so rate() and alerts see the first increase.
   for (const reason of REJECT_REASONS) rejected.inc({ reason }, 0);
   for (const result of ["ok", "error"] as const) tokenReloads.inc({ result }, 0);
@@ -204,6 +212,7 @@ export function createMetrics(): ServiceMetrics {
       registered = store;
     },
     tokensFileReloaded: (result) => tokenReloads.inc({ result }),
+    targetsExpired: (count) => expired.inc(count),
   };
 }
 
