@@ -10,6 +10,7 @@ import { troubleIn } from "./service-log.js";
 import { limitTable, milliseconds, scenarioTable, type Limit, type Row } from "./report.js";
 import { median, type Summary } from "./stats.js";
 import { etcdPhase } from "./etcd.js";
+import { heartbeats, heartbeatTable, type HeartbeatRow } from "./heartbeats.js";
 import { postBurst, putSpread } from "./writes.js";
 
 /**
@@ -19,14 +20,16 @@ import { postBurst, putSpread } from "./writes.js";
  * reported, not fatal (the numbers depend on the machine and its neighbours).
  *
  * BENCH_SECONDS    seconds per measured run (default 5)
- * BENCH_ONLY       comma-separated phases: get, writes, loglevel, scale, etcd (default all)
+ * BENCH_ONLY       comma-separated phases: get, writes, loglevel, scale, ttl, etcd (default all)
+ * BENCH_HEARTBEATS heartbeats a second in the ttl phase (default 1000)
  * BENCH_CPU_PROF   a directory: run every service with `node --cpu-prof` and leave the profiles there
  * BENCH_KEEP=1     keep the temporary directory (service logs, files) and print where it is
  * BENCH_SERVICE    the service's main.js to run instead of dist/main.js (A/B runs against an older build)
  */
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const PHASES = new Set((process.env.BENCH_ONLY ?? "get,writes,loglevel,scale,etcd").split(","));
+const PHASES = new Set((process.env.BENCH_ONLY ?? "get,writes,loglevel,scale,ttl,etcd").split(","));
+const HEARTBEATS = Number(process.env.BENCH_HEARTBEATS ?? 1000);
 const CPU_PROF = process.env.BENCH_CPU_PROF;
 const SCALE_GROUPS = 10_000;
 const SCALE_TARGETS = 20;
@@ -42,6 +45,7 @@ const rows: Row[] = [];
 const logLevelRows: Row[] = [];
 const limits: Limit[] = [];
 const etcdLimits: Limit[] = [];
+let heartbeatRows: HeartbeatRow[] = [];
 const notes: string[] = [];
 
 async function main(): Promise<void> {
@@ -65,6 +69,7 @@ async function main(): Promise<void> {
         problems,
       });
     }
+    if (PHASES.has("ttl")) heartbeatRows = await heartbeats(work, SECONDS * 2, HEARTBEATS);
     const trouble = await troubleIn(logFiles);
     if (trouble !== undefined) notes.push(trouble);
   } finally {
@@ -85,6 +90,13 @@ async function main(): Promise<void> {
   if (etcdLimits.length > 0) {
     console.log("\n#### etcd mode: convergence and start-up (three-member local cluster)\n");
     console.log(limitTable(etcdLimits));
+  }
+  if (heartbeatRows.length > 0) {
+    console.log(`\n#### Expiry: 10,000 targets renewed by heartbeats (${SECONDS * 2} s per run)\n`);
+    console.log(heartbeatTable(heartbeatRows));
+    for (const row of heartbeatRows) {
+      if (row.statuses !== "-" && !/^\d+×(200|400)$/.test(row.statuses)) problems.push(`${row.scenario}: unexpected answers ${row.statuses}`);
+    }
   }
   for (const note of notes) console.log(`\n${note}`);
   console.log(`\n(whole run: ${((performance.now() - began) / 1000).toFixed(0)} s)`);

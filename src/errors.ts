@@ -13,6 +13,7 @@ export type RejectReason =
   | "method"
   | "too_large"
   | "media_type"
+  | "precondition"
   | "other";
 
 /**
@@ -22,7 +23,7 @@ export type RejectReason =
  */
 export class RuleError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 405 | 413 | 415,
+    readonly status: 400 | 401 | 403 | 404 | 405 | 412 | 413 | 415,
     message: string,
     readonly headers: Readonly<Record<string, string>> = {},
     /** Set where the status alone does not say it (a 400 may be a bad name, a bad body or a rule). */

@@ -27,6 +27,8 @@ export interface ServiceMetrics {
   /** `file_sd_ready` follows `/-/ready`, read at scrape time. */
   measureReadiness(readiness: { notReadyBecause(): string | undefined }): void;
   tokensFileReloaded(result: "ok" | "error"): void;
+  /** Targets this instance removed because their deadline passed (SPEC §10). */
+  targetsExpired(count: number): void;
 }
 
 /** What the gauges read at scrape time: the store. */
@@ -50,6 +52,7 @@ const REJECT_REASONS: readonly RejectReason[] = [
   "method",
   "too_large",
   "media_type",
+  "precondition",
   "other",
 ];
 
@@ -60,6 +63,7 @@ const REASON_BY_STATUS: Readonly<Record<number, RejectReason>> = {
   404: "not_found",
   405: "method",
   413: "too_large",
+  412: "precondition",
   415: "media_type",
 };
 
@@ -122,6 +126,12 @@ export function createMetrics(): ServiceMetrics {
     name: `${PREFIX}tokens_file_reloads_total`,
     help: "Reloads of AUTH_TOKENS_FILE after it changed; result=error kept the previous tokens.",
     labelNames: ["result"] as const,
+    registers,
+  });
+
+  const expired = new Counter({
+    name: `${PREFIX}targets_expired_total`,
+    help: "Targets removed because their ?ttl= deadline passed (in etcd mode, counted by the instance whose transaction removed them).",
     registers,
   });
 
@@ -216,6 +226,7 @@ export function createMetrics(): ServiceMetrics {
       registered = store;
     },
     tokensFileReloaded: (result) => tokenReloads.inc({ result }),
+    targetsExpired: (count) => expired.inc(count),
   };
 }
 

@@ -92,8 +92,15 @@ type SecurityRequirement = Readonly<Record<string, readonly string[]>>;
 const WRITE_SECURITY: readonly SecurityRequirement[] = [{ bearer: [] }, {}];
 const READ_SECURITY: readonly SecurityRequirement[] = [{}, { bearer: [] }];
 
+const ETAG_HEADER = {
+  ETag: {
+    description: "Strong; from the group file's bytes, the same on every instance. Absent when nothing is (left) registered.",
+    schema: { type: "string" },
+  },
+} as const;
+
 const GROUP_RESPONSES = {
-  "200": { description: "The group: `[]` when nothing is registered.", content: json(ref("schemas", "GroupFile")) },
+  "200": { description: "The group: `[]` when nothing is registered.", headers: ETAG_HEADER, content: json(ref("schemas", "GroupFile")) },
   "400": ref("responses", "BadRequest"),
   "401": ref("responses", "Unauthorized"),
 } as const;
@@ -102,10 +109,12 @@ const WRITE_RESPONSES = {
   ...GROUP_RESPONSES,
   "200": {
     description: "The group after the change, on disk before this answer (etcd mode: committed in etcd and in this instance's directory).",
+    headers: ETAG_HEADER,
     content: json(ref("schemas", "GroupFile")),
   },
   "403": ref("responses", "Forbidden"),
   "404": ref("responses", "NotFound"),
+  "412": ref("responses", "PreconditionFailed"),
   "413": { description: "The body is larger than MAX_BODY_BYTES.", content: json(ref("schemas", "Error")) },
   "415": { description: "The Content-Type is not JSON, YAML or a form.", content: json(ref("schemas", "Error")) },
   "500": { description: "The disk refused the write; nothing changed.", content: json(ref("schemas", "Error")) },
@@ -127,6 +136,8 @@ const CHANGE_BODY = {
 };
 
 const GROUP_PARAMETERS = [ref("parameters", "application"), ref("parameters", "environment")];
+const CONDITIONS = [ref("parameters", "ifMatch"), ref("parameters", "ifNoneMatch")];
+const WRITE_PARAMETERS = [...GROUP_PARAMETERS, ref("parameters", "ttl"), ...CONDITIONS];
 const FILTER_PARAMETERS = [ref("parameters", "applicationFilter"), ref("parameters", "environmentFilter")];
 
 export const OPENAPI: OpenApiDocument = {
@@ -159,7 +170,7 @@ export const OPENAPI: OpenApiDocument = {
         operationId: "putGroup",
         summary: "Replace the targets and/or the labels",
         tags: ["groups"],
-        parameters: GROUP_PARAMETERS,
+        parameters: WRITE_PARAMETERS,
         requestBody: CHANGE_BODY,
         responses: WRITE_RESPONSES,
         security: WRITE_SECURITY,
@@ -168,7 +179,7 @@ export const OPENAPI: OpenApiDocument = {
         operationId: "postGroup",
         summary: "Add targets and/or add or change labels",
         tags: ["groups"],
-        parameters: GROUP_PARAMETERS,
+        parameters: WRITE_PARAMETERS,
         requestBody: CHANGE_BODY,
         responses: WRITE_RESPONSES,
         security: WRITE_SECURITY,
@@ -177,7 +188,7 @@ export const OPENAPI: OpenApiDocument = {
         operationId: "deleteGroup",
         summary: "Remove targets or labels; without a body, the whole group and its file",
         tags: ["groups"],
-        parameters: GROUP_PARAMETERS,
+        parameters: [...GROUP_PARAMETERS, ...CONDITIONS],
         requestBody: CHANGE_BODY,
         responses: WRITE_RESPONSES,
         security: WRITE_SECURITY,
@@ -392,6 +403,11 @@ export const OPENAPI: OpenApiDocument = {
                 targets: { type: "integer", description: "How many targets the group has." },
                 labels: ref("schemas", "Labels"),
                 changedAt: { type: "string", format: "date-time" },
+                expires: {
+                  type: "object",
+                  description: "Only for a group with expiring targets (?ttl=): each one's deadline.",
+                  additionalProperties: { type: "string", format: "date-time" },
+                },
               },
             },
           },
@@ -451,6 +467,26 @@ export const OPENAPI: OpenApiDocument = {
       },
     },
     parameters: {
+      ttl: {
+        name: "ttl",
+        in: "query",
+        description:
+          "The targets the request names expire this long after it is applied unless renewed (Prometheus duration, 1s to 365d). " +
+          "A POST with ttl renews registered targets instead of refusing them: a heartbeat.",
+        schema: { type: "string", example: "60s" },
+      },
+      ifMatch: {
+        name: "If-Match",
+        in: "header",
+        description: "Change only if the group's ETag is one of these (or *: something is registered); else 412.",
+        schema: { type: "string" },
+      },
+      ifNoneMatch: {
+        name: "If-None-Match",
+        in: "header",
+        description: "*: change only if nothing is registered (create, never overwrite); else 412.",
+        schema: { type: "string" },
+      },
       application: { name: "application", in: "path", required: true, description: "e.g. billing", schema: NAME },
       environment: { name: "environment", in: "path", required: true, description: "e.g. prod-hou", schema: NAME },
       applicationFilter: {
@@ -479,6 +515,11 @@ export const OPENAPI: OpenApiDocument = {
       },
       Forbidden: {
         description: "The token may not change this application.",
+        content: json(ref("schemas", "Error")),
+      },
+      PreconditionFailed: {
+        description: "If-Match or If-None-Match does not hold for the current group; nothing changed.",
+        headers: ETAG_HEADER,
         content: json(ref("schemas", "Error")),
       },
       NotFound: {

@@ -9,6 +9,7 @@ import { TokensFile } from "./auth/tokens-file.js";
 import type { Config } from "./config.js";
 import { connectEtcd } from "./etcdstore/client.js";
 import { EtcdStore } from "./etcdstore/etcd-store.js";
+import { ExpiryScheduler } from "./expiry/scheduler.js";
 import { FileStore } from "./filestore/store.js";
 import { watchDirectory } from "./filestore/watch.js";
 import { malformedRequest } from "./handlers/errors.js";
@@ -25,17 +26,27 @@ export interface RunningService {
 
 const DRAIN_TIMEOUT_MS = 10_000;
 
+/** What a test may set that no environment variable does. */
+export interface ServiceOptions {
+  /**
+   * The clock (ms since the epoch) for ?ttl= deadlines and expiry; Date.now.
+   * Tests give instances clocks that run ahead or behind (SPEC §10).
+   */
+  readonly now?: () => number;
+}
+
 /**
  * Opens the store, starts the watches and the listener. Throws when the
  * directory is unusable or AUTH_TOKENS_FILE is missing or invalid.
  */
-export async function startService(config: Config, logger: Logger): Promise<RunningService> {
+export async function startService(config: Config, logger: Logger, options: ServiceOptions = {}): Promise<RunningService> {
+  const now = options.now ?? Date.now;
   const metrics = createMetrics();
   // File mode: the listener opens only once the directory is loaded and watched, so from the
   // first request on the service is ready, until shutdown begins. etcd mode: ready once in step
   // with etcd, and again whenever it is.
   let shuttingDown = false;
-  const { store, view, stopBackend, backendProblem } = await openStore(config, logger, metrics);
+  const { store, view, stopBackend, backendProblem } = await openStore(config, logger, metrics, now);
   metrics.measureRegistered(store);
   const readiness = { notReadyBecause: () => (shuttingDown ? "shutting down" : backendProblem()) };
   metrics.measureReadiness(readiness);
@@ -48,7 +59,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     await stopBackend();
     throw error;
   });
+  const expiry = new ExpiryScheduler({ store, logger, now, expired: metrics.targetsExpired, ready: () => backendProblem() === undefined });
+  expiry.start();
   const stopWatching = async (): Promise<void> => {
+    await expiry.close();
     await watch.close();
     await tokens?.close();
     await stopBackend();
@@ -126,9 +140,9 @@ interface Backend {
 }
 
 /** The one place the registry is chosen: the directory (default) or etcd (ETCD_ENDPOINTS). */
-async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics): Promise<Backend> {
+async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics, now: () => number): Promise<Backend> {
   if (config.etcd === undefined) {
-    const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver });
+    const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver, now });
     return { store, view: store, stopBackend: async () => undefined, backendProblem: () => undefined };
   }
   const etcdConfig = config.etcd;
@@ -151,6 +165,7 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
     view,
     logger,
     observer: createEtcdMetrics(metrics.registry),
+    now,
   });
   logger.info(
     { endpoints: etcdConfig.endpoints, prefix: etcdConfig.prefix, selector: etcdConfig.groupSelector?.text ?? "every group" },

@@ -1,4 +1,4 @@
-import type { AppEnv, TargetGroup } from "./model.js";
+import type { AppEnv, Deadlines, Registration, TargetGroup } from "./model.js";
 
 /**
  * The registry the handlers and the service endpoints talk to. Two
@@ -30,6 +30,8 @@ export interface Entry {
   readonly appEnv: AppEnv;
   readonly fileName: string;
   readonly group: TargetGroup;
+  /** The deadlines of the group's expiring targets (SPEC §10); empty when every target is permanent. */
+  readonly expires: Deadlines;
   readonly changedAt: Date;
   /** The file's text: what this instance last read or wrote, or the value of the group's etcd key. */
   readonly text: string;
@@ -37,9 +39,25 @@ export interface Entry {
 
 /** The state before and after one accepted change; `after` is null when the group was deleted. */
 export interface Outcome {
-  readonly before: TargetGroup | undefined;
-  readonly after: TargetGroup | null;
+  readonly before: Registration | undefined;
+  readonly after: Registration | null;
 }
 
-/** Computes the next group from the current one, or throws to refuse (a RuleError). Must be pure: it may run again. */
-export type Mutation = (current: TargetGroup | undefined) => TargetGroup | null;
+/**
+ * Computes the next registration from the current one, or throws to refuse (a
+ * RuleError). `now` is the store's clock (ms since the epoch) when the change
+ * is applied: time is an argument, so the rules stay pure. Must be pure: it
+ * may run again (etcd mode, after a conflict). Returning `current` itself
+ * means "no change": nothing is written.
+ */
+export type Mutation = (current: Registration | undefined, now: number) => Registration | null;
+
+/** The earliest deadline of an entry, or undefined when all its targets are permanent. */
+export function earliestDeadline(entry: Entry): number | undefined {
+  let earliest: number | undefined;
+  for (const target in entry.expires) {
+    const deadline = entry.expires[target]!;
+    if (earliest === undefined || deadline < earliest) earliest = deadline;
+  }
+  return earliest;
+}

@@ -49,12 +49,12 @@ export function backendEnv(): Record<string, string> {
 
 /** A real listener on a free loopback port, writing to a real temporary directory. */
 export async function startTestService(
-  options: { directory?: string; env?: Record<string, string>; logger?: Logger } = {},
+  options: { directory?: string; env?: Record<string, string>; logger?: Logger; now?: () => number } = {},
 ): Promise<TestService> {
   const ownsDirectory = options.directory === undefined;
   const directory = options.directory ?? (await makeTempDir());
   const config: Config = loadConfig({ BIND: "127.0.0.1:0", FILE_SD_DIRECTORY: directory, ...backendEnv(), ...options.env });
-  const service = await startService(config, options.logger ?? silentLogger);
+  const service = await startService(config, options.logger ?? silentLogger, { now: options.now });
   if (config.etcd !== undefined) await waitUntilReady(service.url);
   let closed = false;
   return {

@@ -8,6 +8,11 @@ const MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
 
 /** The key of one application/environment's group, under the namespace of ETCD_PREFIX. */
 export const GROUPS = "groups/";
+/**
+ * The deadlines of a group's expiring targets (SPEC §10), `{"<target>": "<ISO time>"}`;
+ * absent when every target is permanent. Written in the same transaction as the group.
+ */
+export const EXPIRES = "expires/";
 
 /**
  * An etcd v3 client (the `etcd3` package, gRPC) for ETCD_ENDPOINTS with the TLS

@@ -3,13 +3,14 @@ import type { Etcd3, IKeyValue, IRangeResponse, ITxnResponse, Namespace, Watcher
 import type { Logger } from "pino";
 import type { EtcdConfig } from "../config.js";
 import { StoreError, StoreUnavailableError } from "../errors.js";
+import { parseDeadlines, serializeDeadlines } from "../filestore/deadlines-file.js";
 import { parseGroupFile, serializeGroup } from "../filestore/group-file.js";
 import { Lanes } from "../filestore/lanes.js";
 import { appEnvOfFileName, fileNameOf } from "../filestore/naming.js";
 import type { FileStore } from "../filestore/store.js";
-import { appEnvKey, type AppEnv, type TargetGroup } from "../model.js";
+import { appEnvKey, NO_DEADLINES, type AppEnv, type Deadlines, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
-import { beforeDeadline, DeadlineError, describeEtcdError, GROUPS, unavailable } from "./client.js";
+import { beforeDeadline, DeadlineError, describeEtcdError, EXPIRES, GROUPS, unavailable } from "./client.js";
 import { EVERY_GROUP, type GroupSelector } from "./selector.js";
 
 /** Hooks for metrics; every one is optional. */
@@ -33,6 +34,8 @@ export interface EtcdStoreOptions {
   readonly observer?: EtcdObserver;
   /** For tests: how often etcd's health is checked. */
   readonly probeIntervalMs?: number;
+  /** The clock mutations are given (ms since the epoch); Date.now unless a test offsets it. */
+  readonly now?: () => number;
 }
 
 /** One batch of changes to one key. */
@@ -44,12 +47,18 @@ interface UpdateJob {
   settle(outcome: Outcome | Error): void;
 }
 
-/** What this instance knows of one key: the revision that last changed it, and its group when valid. */
+/**
+ * What this instance knows of one application/environment: its two keys, each
+ * with the revision that last changed it (a deletion is a tombstone at its
+ * revision), and the entry they make when the group is valid.
+ */
 interface Known {
-  readonly revision: number;
-  /** undefined: deleted at `revision` (a tombstone) or a value that is not a valid group. */
+  readonly group: KeyValue;
+  readonly expires: KeyValue;
+  /** The expires key's value, parsed (every target it lists). */
+  readonly deadlines: Deadlines;
+  /** undefined: no group key, or a value that is not a valid group. */
   readonly entry: Entry | undefined;
-  readonly present: boolean;
 }
 
 /** How many times one batch re-reads and re-applies after another instance changed the same key. */
@@ -82,6 +91,7 @@ export class EtcdStore implements Store {
   private readonly view: FileStore;
   private readonly logger: Logger;
   private readonly observer: EtcdObserver;
+  private readonly now: () => number;
   private readonly selects: GroupSelector;
   private readonly known = new Map<string, Known>();
   private readonly entries = new Map<string, Entry>();
@@ -102,6 +112,7 @@ export class EtcdStore implements Store {
     this.view = options.view;
     this.logger = options.logger;
     this.observer = options.observer ?? {};
+    this.now = options.now ?? Date.now;
     this.selects = options.config.groupSelector?.matches ?? EVERY_GROUP;
   }
 
@@ -190,13 +201,19 @@ export class EtcdStore implements Store {
       if (!this.synced) await this.refresh(key, appEnv, deadline);
       for (let attempt = 1; ; attempt++) {
         const base = this.known.get(key);
-        const baseRevision = base?.present === true ? base.revision : 0;
-        const results = applyAll(jobs, base?.entry?.group);
+        const baseRevisions = { group: base?.group.present === true ? base.group.revision : 0, expires: base?.expires.present === true ? base.expires.revision : 0 };
+        const current = base?.entry === undefined ? undefined : { group: base.entry.group, expires: base.entry.expires };
+        const results = applyAll(jobs, current, this.now());
+        // Only the keys whose bytes change are written: a heartbeat that only renews deadlines leaves the group key alone.
+        const writes = {
+          group: results.changed && results.groupText !== base?.group.text ? results.groupText : NO_CHANGE,
+          expires: results.changed && results.expiresText !== base?.expires.text ? results.expiresText : NO_CHANGE,
+        } as const;
         const started = process.hrtime.bigint();
-        const committed = await this.commit(key, baseRevision, results.changed ? results.text : NO_CHANGE, deadline);
+        const committed = await this.commit(key, baseRevisions, writes, deadline);
         if (committed !== undefined) {
           this.observer.committed?.(Number(process.hrtime.bigint() - started) / 1e9);
-          if (results.changed) await this.take(appEnv, results.text, committed);
+          if (writes.group !== NO_CHANGE || writes.expires !== NO_CHANGE) await this.take(appEnv, writes, committed);
           for (const { job, outcome } of results.settled) job.settle(outcome);
           return;
         }
@@ -215,14 +232,19 @@ export class EtcdStore implements Store {
   }
 
   /**
-   * One transaction: when the key's revision is still `baseRevision`, write
-   * `text` (a string), delete (undefined), or only confirm (NO_CHANGE).
+   * One transaction: when both keys of the group (its file's bytes, its
+   * deadlines) are still at their base revisions, write each one's new value
+   * (a string), delete it (undefined), or leave it (NO_CHANGE; with both left,
+   * the transaction only confirms). Comparing both keys is what makes an expiry
+   * computed on an old value fail when a heartbeat renewed the deadline, and a
+   * renewal fail when the target has just expired.
    * Returns the revision of the commit, or undefined after a conflict, with
-   * the newer value already taken in. A call that failed after reaching etcd
-   * may have been applied: the key is read again to tell.
+   * the newer values already taken in. A call that failed after reaching etcd
+   * may have been applied: the keys are read again to tell.
    */
-  private async commit(key: string, baseRevision: number, text: string | undefined | typeof NO_CHANGE, deadline: number): Promise<number | undefined> {
-    const etcdKey = GROUPS + key;
+  private async commit(key: string, base: { group: number; expires: number }, writes: { group: Write; expires: Write }, deadline: number): Promise<number | undefined> {
+    const keys = { group: GROUPS + key, expires: EXPIRES + key };
+    const writesSomething = writes.group !== NO_CHANGE || writes.expires !== NO_CHANGE;
     let ambiguous = false;
     for (let attempt = 0; ; attempt++) {
       let response: ITxnResponse;
@@ -231,42 +253,56 @@ export class EtcdStore implements Store {
       const attemptDeadline = Math.min(deadline, Date.now() + Math.max(250, this.config.timeoutMs / 3));
       try {
         response = await beforeDeadline(attemptDeadline, (grpcDeadline) => {
-          const txn = this.namespace.if(etcdKey, "Mod", "==", baseRevision).options({ deadline: grpcDeadline });
-          if (text === NO_CHANGE) txn.then();
-          else if (text === undefined) txn.then(this.namespace.delete().key(etcdKey));
-          else txn.then(this.namespace.put(etcdKey).value(text));
-          return txn.else(this.namespace.get(etcdKey)).commit();
+          const txn = this.namespace
+            .if(keys.group, "Mod", "==", base.group)
+            .and(keys.expires, "Mod", "==", base.expires)
+            .options({ deadline: grpcDeadline });
+          const operations = (["group", "expires"] as const).flatMap((part) => {
+            const value = writes[part];
+            if (value === NO_CHANGE) return [];
+            return [value === undefined ? this.namespace.delete().key(keys[part]) : this.namespace.put(keys[part]).value(value)];
+          });
+          txn.then(...operations);
+          return txn.else(this.namespace.get(keys.group), this.namespace.get(keys.expires)).commit();
         });
       } catch (error) {
         // A member lost mid-call, an election: the transaction may or may not
         // have been applied. Sending it again is safe, because it compares the
-        // revision: at most one of the attempts can apply.
+        // revisions: at most one of the attempts can apply.
         if (Date.now() >= deadline) throw error instanceof DeadlineError ? error : new DeadlineError(error);
         ambiguous = true;
         await sleep(Math.min(25 * 2 ** attempt, 400, Math.max(0, deadline - Date.now())));
         continue;
       }
       if (response.succeeded) return Number(response.header.revision);
-      const kv = response.responses[0]?.response_range?.kvs[0];
-      const current = kv === undefined ? absentAt(Number(response.header.revision)) : valueOf(kv);
-      // An earlier attempt that looked failed but was applied: etcd holds our value, newer than the base.
-      if (ambiguous && text !== NO_CHANGE && current.text === text && current.revision > baseRevision) return current.revision;
+      const revision = Number(response.header.revision);
+      const read = (index: number): KeyValue => {
+        const kv = response.responses[index]?.response_range?.kvs[0];
+        return kv === undefined ? absentAt(revision) : valueOf(kv);
+      };
+      const current = { group: read(0), expires: read(1) };
+      // An earlier attempt that looked failed but was applied: etcd holds our values, newer than the base.
+      const ours = (part: "group" | "expires"): boolean =>
+        writes[part] === NO_CHANGE || (current[part].text === writes[part] && current[part].revision > base[part]);
+      if (ambiguous && writesSomething && ours("group") && ours("expires")) {
+        return Math.max(...(["group", "expires"] as const).filter((part) => writes[part] !== NO_CHANGE).map((part) => current[part].revision));
+      }
       // The file follows in the background; a failed write there is logged by the view.
-      void this.takeKv(key, current).catch(() => undefined);
+      void this.takeValues(key, current).catch(() => undefined);
       return undefined;
     }
   }
 
   /** Before the first sync, memory may hold the directory's old files: read the key itself. */
   private async refresh(key: string, appEnv: AppEnv, deadline: number): Promise<void> {
-    const current = await this.readKey(key, deadline);
-    void this.takeKv(key, current).catch(() => undefined);
+    const [group, expires] = [await this.readKey(GROUPS + key, deadline), await this.readKey(EXPIRES + key, deadline)];
+    void this.takeValues(key, { group, expires }).catch(() => undefined);
     if (!this.known.has(key)) this.entries.delete(appEnvKey(appEnv));
   }
 
-  private async readKey(key: string, deadline: number): Promise<KeyValue> {
+  private async readKey(etcdKey: string, deadline: number): Promise<KeyValue> {
     const response: IRangeResponse = await beforeDeadline(deadline, (grpcDeadline) =>
-      this.namespace.get(GROUPS + key).options({ deadline: grpcDeadline }).exec(),
+      this.namespace.get(etcdKey).options({ deadline: grpcDeadline }).exec(),
     );
     const kv = response.kvs[0];
     return kv === undefined ? absentAt(Number(response.header.revision)) : valueOf(kv);
@@ -275,9 +311,13 @@ export class EtcdStore implements Store {
   // ---- memory and the directory --------------------------------------------------
 
   /** This instance's own commit: into memory, then into the file, before the answer. */
-  private async take(appEnv: AppEnv, text: string | undefined, revision: number): Promise<void> {
+  private async take(appEnv: AppEnv, writes: { group: Write; expires: Write }, revision: number): Promise<void> {
     const key = appEnvKey(appEnv);
-    const written = this.takeKv(key, text === undefined ? absentAt(revision) : { present: true, text, revision });
+    const valueAt = (write: string | undefined): KeyValue => (write === undefined ? absentAt(revision) : { present: true, text: write, revision });
+    const written = this.takeValues(key, {
+      group: writes.group === NO_CHANGE ? undefined : valueAt(writes.group),
+      expires: writes.expires === NO_CHANGE ? undefined : valueAt(writes.expires),
+    });
     try {
       await written;
     } catch (error) {
@@ -290,45 +330,73 @@ export class EtcdStore implements Store {
   }
 
   /**
-   * Takes a value of one key into memory when it is newer than what is known,
-   * and brings the file in step. Resolves once the file is written; a value
-   * that is not newer resolves at once.
+   * Takes the values of a group's keys into memory, each only when it is newer
+   * than what is known of that key, and brings the file in step. Resolves once
+   * the file is written; when nothing is newer, resolves at once.
    */
-  private takeKv(key: string, value: KeyValue): Promise<void> {
+  private takeValues(key: string, values: { readonly group?: KeyValue; readonly expires?: KeyValue }): Promise<void> {
     const appEnv = appEnvOfKey(key);
     if (appEnv === undefined) return Promise.resolve();
     const known = this.known.get(key);
-    if (known !== undefined && value.revision <= known.revision) return this.view.mirror(appEnv, this.fileTextOf(key));
+    const newer = (value: KeyValue | undefined, than: KeyValue | undefined): value is KeyValue => value !== undefined && (than === undefined || value.revision > than.revision);
+    const groupValue = newer(values.group, known?.group) ? values.group : undefined;
+    const expiresValue = newer(values.expires, known?.expires) ? values.expires : undefined;
+    if (groupValue === undefined && expiresValue === undefined) return this.view.mirror(appEnv, this.fileTextOf(key));
 
-    let entry: Entry | undefined;
-    const same = this.entries.get(key);
-    if (value.present && same?.text === value.text) {
-      entry = same;
-    } else if (value.present) {
-      try {
-        const group = parseGroupFile(value.text);
-        if (group !== undefined) entry = { appEnv, fileName: fileNameOf(appEnv), group, changedAt: new Date(), text: value.text };
-      } catch (error) {
-        this.logger.warn(
-          { key: this.config.prefix + GROUPS + key, reason: (error as Error).message },
-          "etcd holds a value that is not a valid target group; treated as not registered",
-        );
+    let entry = known?.entry;
+    if (groupValue !== undefined) {
+      entry = undefined;
+      const same = this.entries.get(key);
+      if (groupValue.present && same?.text === groupValue.text) {
+        entry = same;
+      } else if (groupValue.present) {
+        try {
+          const group = parseGroupFile(groupValue.text);
+          if (group !== undefined) entry = { appEnv, fileName: fileNameOf(appEnv), group, expires: NO_DEADLINES, changedAt: new Date(), text: groupValue.text };
+        } catch (error) {
+          this.logger.warn(
+            { key: this.config.prefix + GROUPS + key, reason: (error as Error).message },
+            "etcd holds a value that is not a valid target group; treated as not registered",
+          );
+        }
       }
     }
-    this.known.set(key, { revision: value.revision, entry, present: value.present });
+    let deadlines = known?.deadlines ?? NO_DEADLINES;
+    if (expiresValue !== undefined) {
+      deadlines = NO_DEADLINES;
+      if (expiresValue.present) {
+        try {
+          deadlines = parseDeadlines(expiresValue.text);
+        } catch (error) {
+          this.logger.warn(
+            { key: this.config.prefix + EXPIRES + key, reason: (error as Error).message },
+            "etcd holds deadlines that are not valid; the group's targets are treated as permanent",
+          );
+        }
+      }
+    }
+    // A deadline for a target the group does not have means nothing.
+    if (entry !== undefined) entry = { ...entry, expires: onlyTargetsOf(deadlines, entry.group) };
+    this.known.set(key, {
+      group: groupValue ?? known?.group ?? absentAt(0),
+      expires: expiresValue ?? known?.expires ?? absentAt(0),
+      deadlines,
+      entry,
+    });
     if (entry === undefined) this.entries.delete(key);
     else this.entries.set(key, entry);
     return this.view.mirror(appEnv, this.fileTextOf(key));
   }
 
   /**
-   * A deleted key's revision is kept only while it can still matter: to refuse
-   * an older value of the key arriving late. The watch delivers a key's events
-   * in order, so once its delete arrived, only a commit of this instance still
+   * A deleted key's revisions are kept only while they can still matter: to
+   * refuse an older value arriving late. The watch delivers a key's events in
+   * order, so once its deletes arrived, only a commit of this instance still
    * running for the key could bring an older one.
    */
   private forgetTombstone(key: string): void {
-    if (this.known.get(key)?.present === false && !this.lanes.busy(key)) this.known.delete(key);
+    const known = this.known.get(key);
+    if (known !== undefined && !known.group.present && !known.expires.present && !this.lanes.busy(key)) this.known.delete(key);
   }
 
   /** What this instance's file should hold: the group's text when it matches GROUP_SELECTOR. */
@@ -370,19 +438,21 @@ export class EtcdStore implements Store {
   private async resync(reason: string): Promise<void> {
     const started = process.hrtime.bigint();
     const generation = this.generation;
+    // Every key under the prefix, groups and deadlines, at one revision.
     const response = await beforeDeadline(Date.now() + this.config.timeoutMs * 4, (deadline) =>
-      this.namespace.getAll().prefix(GROUPS).options({ deadline }).exec(),
+      this.namespace.getAll().prefix("").options({ deadline }).exec(),
     );
     const revision = Number(response.header.revision);
-    const inEtcd = new Set<string>();
-    const writes: Promise<void>[] = [];
+    const inEtcd = new Map<string, { group?: KeyValue; expires?: KeyValue }>();
     for (const kv of response.kvs) {
-      const key = kv.key.toString().slice(GROUPS.length);
-      inEtcd.add(key);
-      writes.push(this.takeKv(key, valueOf(kv)));
+      const part = partOf(kv.key.toString());
+      if (part === undefined) continue;
+      inEtcd.set(part.key, { ...inEtcd.get(part.key), [part.part]: valueOf(kv) });
     }
-    for (const [key, known] of this.known) {
-      if (!inEtcd.has(key) && known.present && known.revision <= revision) writes.push(this.takeKv(key, absentAt(revision)));
+    const writes: Promise<void>[] = [];
+    for (const key of new Set([...inEtcd.keys(), ...this.known.keys()])) {
+      const values = inEtcd.get(key);
+      writes.push(this.takeValues(key, { group: values?.group ?? absentAt(revision), expires: values?.expires ?? absentAt(revision) }));
     }
     // Groups served from the directory before the first sync, and managed files etcd lacks.
     for (const key of this.entries.keys()) if (!this.known.has(key)) this.entries.delete(key);
@@ -390,7 +460,7 @@ export class EtcdStore implements Store {
     if (!(names instanceof Error)) {
       for (const name of names) {
         const appEnv = appEnvOfFileName(name);
-        if (appEnv !== undefined && !inEtcd.has(appEnvKey(appEnv))) writes.push(this.view.mirror(appEnv, this.fileTextOf(appEnvKey(appEnv))));
+        if (appEnv !== undefined && inEtcd.get(appEnvKey(appEnv))?.group === undefined) writes.push(this.view.mirror(appEnv, this.fileTextOf(appEnvKey(appEnv))));
       }
     }
     const failed = (await Promise.allSettled(writes)).filter((result) => result.status === "rejected");
@@ -411,7 +481,7 @@ export class EtcdStore implements Store {
   }
 
   private async watchFrom(startRevision: number, generation: number): Promise<void> {
-    const watcher = this.namespace.watch().prefix(GROUPS).startRevision(String(startRevision)).watcher();
+    const watcher = this.namespace.watch().prefix("").startRevision(String(startRevision)).watcher();
     const current = (): boolean => generation === this.generation && !this.closed && this.watcher === watcher;
     this.watcher = watcher;
     let onConnected: () => void = () => undefined;
@@ -421,14 +491,15 @@ export class EtcdStore implements Store {
       onFailed = reject;
     });
     watcher.once("connected", () => onConnected());
-    watcher.on("put", (kv) => {
-      if (current()) void this.takeKv(kv.key.toString().slice(GROUPS.length), valueOf(kv)).catch(() => undefined);
-    });
+    const onChange = (kv: IKeyValue, value: KeyValue): void => {
+      const part = partOf(kv.key.toString());
+      if (current() && part !== undefined) void this.takeValues(part.key, { [part.part]: value }).catch(() => undefined);
+    };
+    watcher.on("put", (kv) => onChange(kv, valueOf(kv)));
     watcher.on("delete", (kv) => {
-      if (!current()) return;
-      const key = kv.key.toString().slice(GROUPS.length);
-      void this.takeKv(key, absentAt(Number(kv.mod_revision))).catch(() => undefined);
-      this.forgetTombstone(key);
+      onChange(kv, absentAt(Number(kv.mod_revision)));
+      const part = partOf(kv.key.toString());
+      if (part !== undefined) this.forgetTombstone(part.key);
     });
     watcher.on("disconnected", (error: Error) => {
       onFailed(error);
@@ -478,6 +549,24 @@ export class EtcdStore implements Store {
 }
 
 const NO_CHANGE = Symbol("no change");
+/** A key's new value: its bytes, undefined to delete it, or NO_CHANGE to leave it. */
+type Write = string | undefined | typeof NO_CHANGE;
+
+/** `groups/<key>` or `expires/<key>`; undefined for anything else under the prefix. */
+function partOf(etcdKey: string): { part: "group" | "expires"; key: string } | undefined {
+  if (etcdKey.startsWith(GROUPS)) return { part: "group", key: etcdKey.slice(GROUPS.length) };
+  if (etcdKey.startsWith(EXPIRES)) return { part: "expires", key: etcdKey.slice(EXPIRES.length) };
+  return undefined;
+}
+
+function onlyTargetsOf(deadlines: Deadlines, group: TargetGroup): Deadlines {
+  let kept: Record<string, number> | undefined;
+  for (const target of group.targets) {
+    const deadline = deadlines[target];
+    if (deadline !== undefined) (kept ??= {})[target] = deadline;
+  }
+  return kept ?? NO_DEADLINES;
+}
 
 type KeyValue = { readonly present: true; readonly text: string; readonly revision: number } | { readonly present: false; readonly text?: undefined; readonly revision: number };
 
@@ -497,21 +586,26 @@ function appEnvOfKey(key: string): AppEnv | undefined {
  * The batch's mutations in arrival order on `current`, as in the file store:
  * each one sees the result of the ones before; a refusal leaves the state as it was.
  */
-function applyAll(jobs: readonly UpdateJob[], current: TargetGroup | undefined) {
+function applyAll(jobs: readonly UpdateJob[], current: Registration | undefined, now: number) {
   const settled: { job: UpdateJob; outcome: Outcome | Error }[] = [];
   let state = current;
-  let changed = false;
   for (const job of jobs) {
     try {
-      const after = job.mutation(state);
+      const after = job.mutation(state, now);
       settled.push({ job, outcome: { before: state, after } });
       state = after ?? undefined;
-      changed = true;
     } catch (error) {
       settled.push({ job, outcome: error as Error });
     }
   }
-  return { settled, changed, text: state === undefined ? undefined : serializeGroup(state) };
+  const expires = state === undefined ? undefined : onlyTargetsOf(state.expires, state.group);
+  return {
+    settled,
+    // Every mutation left it as it was (an expiry with nothing due): the transaction only confirms the revision.
+    changed: state !== current,
+    groupText: state === undefined ? undefined : serializeGroup(state.group),
+    expiresText: expires === undefined || Object.keys(expires).length === 0 ? undefined : serializeDeadlines(expires),
+  };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -17,6 +17,19 @@ export function appEnvOfFileName(fileName: string): AppEnv | undefined {
 }
 
 /**
+ * `<application>@<environment>.expires`: the deadlines of the group's expiring
+ * targets (SPEC §10), beside its file. Never ends in `.json`, so Prometheus'
+ * `*.json` glob never reads it.
+ */
+export function deadlinesFileNameOf({ application, environment }: AppEnv): string {
+  return `${application}@${environment}.expires`;
+}
+
+export function appEnvOfDeadlinesFileName(fileName: string): AppEnv | undefined {
+  return fileName.endsWith(".expires") ? appEnvOfFileName(`${fileName.slice(0, -".expires".length)}.json`) : undefined;
+}
+
+/**
  * atomic-write.ts writes `<file>.<uint32>` (the pattern write-file-atomic uses)
  * beside the target and renames it.
  * After a crash such a file is ours to remove; it never ends in `.json`, so
@@ -24,5 +37,5 @@ export function appEnvOfFileName(fileName: string): AppEnv | undefined {
  */
 export function isLeftoverTempFile(fileName: string): boolean {
   const match = /^(.+)\.[0-9]+$/.exec(fileName);
-  return match?.[1] !== undefined && appEnvOfFileName(match[1]) !== undefined;
+  return match?.[1] !== undefined && (appEnvOfFileName(match[1]) !== undefined || appEnvOfDeadlinesFileName(match[1]) !== undefined);
 }

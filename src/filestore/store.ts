@@ -3,13 +3,14 @@ import { access, constants, mkdir, readdir, stat, unlink, writeFile } from "node
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { StoreError } from "../errors.js";
-import { appEnvKey, type AppEnv, type TargetGroup } from "../model.js";
+import { appEnvKey, NO_DEADLINES, type AppEnv, type Deadlines, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
 import { writeFileAtomically, type FileMode } from "./atomic-write.js";
 import { DirectorySync } from "./directory-sync.js";
+import { parseDeadlines, serializeDeadlines } from "./deadlines-file.js";
 import { parseGroupFile, serializeGroup } from "./group-file.js";
 import { Lanes } from "./lanes.js";
-import { appEnvOfFileName, fileNameOf, isLeftoverTempFile } from "./naming.js";
+import { appEnvOfDeadlinesFileName, appEnvOfFileName, deadlinesFileNameOf, fileNameOf, isLeftoverTempFile } from "./naming.js";
 
 export type { Entry, Mutation, Outcome } from "../store.js";
 
@@ -33,6 +34,8 @@ export interface StoreOptions {
    * the directory is a view, and this puts etcd's value back.
    */
   readonly onOutsideChange?: (appEnv: AppEnv) => void;
+  /** The clock mutations are given (ms since the epoch); Date.now unless a test drives it. */
+  readonly now?: () => number;
 }
 
 type Job =
@@ -76,13 +79,20 @@ export class FileStore implements Store {
   private readonly observer: StoreObserver;
   private readonly onOutsideChange: (appEnv: AppEnv) => void;
   private readonly entries = new Map<string, Entry>();
-  /** Keys whose file was found unreadable or invalid after an outside change: memory still holds the last good group. */
-  private readonly brokenOnDisk = new Set<string>();
+  /**
+   * The text of each `.expires` file on disk. It may list targets the group no
+   * longer has (see commit: the crash order), so it is kept apart from memory's deadlines.
+   */
+  private readonly deadlinesOnDisk = new Map<string, string>();
+  /** Groups whose file is known not to hold what memory serves (an outside edit left it unreadable). */
+  private readonly fileDiffers = new Set<string>();
+  readonly now: () => number;
   private readonly directorySync: DirectorySync;
   private fileMode: FileMode = { bits: FILE_MODE, umaskStripsBits: true };
   private readonly lanes = new Lanes<Job>((key, jobs) => this.runBatch(key, jobs));
 
-  private constructor({ directory, logger, observer = {}, onOutsideChange = () => undefined }: StoreOptions) {
+  private constructor({ directory, logger, observer = {}, onOutsideChange = () => undefined, now = Date.now }: StoreOptions) {
+    this.now = now;
     this.directory = resolve(directory);
     this.logger = logger;
     this.observer = observer;
@@ -135,7 +145,7 @@ export class FileStore implements Store {
    */
   mirror(appEnv: AppEnv, text: string | undefined): Promise<void> {
     const key = appEnvKey(appEnv);
-    if (text !== undefined && this.entries.get(key)?.text === text && !this.brokenOnDisk.has(key) && !this.lanes.busy(key)) return Promise.resolve();
+    if (text !== undefined && this.entries.get(key)?.text === text && !this.fileDiffers.has(key) && !this.lanes.busy(key)) return Promise.resolve();
     return new Promise((resolvePromise, reject) => {
       this.lanes.push(appEnvKey(appEnv), {
         kind: "mirror",
@@ -175,14 +185,56 @@ export class FileStore implements Store {
    * the thread pool for each (1.4 s → 0.2 s for 10,000 files).
    */
   private async loadAll(): Promise<void> {
+    const deadlineFiles: AppEnv[] = [];
     for (const name of await readdir(this.directory)) {
       if (isLeftoverTempFile(name)) await this.removeLeftover(name);
       else {
         const appEnv = appEnvOfFileName(name);
         if (appEnv !== undefined) this.accept(appEnv, readSync(join(this.directory, name)), "load");
+        const owner = appEnvOfDeadlinesFileName(name);
+        if (owner !== undefined) deadlineFiles.push(owner);
       }
     }
+    for (const appEnv of deadlineFiles) await this.loadDeadlines(appEnv);
     this.logger.info({ directory: this.directory, groups: this.entries.size }, "loaded file_sd directory");
+  }
+
+  /**
+   * A group's `.expires` file, after its group: a deadline for a target the
+   * group does not have is ignored, and a file whose group is gone (a crash
+   * between the two removals) is removed. Deadlines already past are applied
+   * by the expiry scheduler as soon as the service runs.
+   */
+  private async loadDeadlines(appEnv: AppEnv): Promise<void> {
+    const key = appEnvKey(appEnv);
+    const name = deadlinesFileNameOf(appEnv);
+    const entry = this.entries.get(key);
+    const path = join(this.directory, name);
+    if (entry === undefined) {
+      try {
+        await unlink(path);
+        this.logger.info({ file: name }, "removed the deadlines of a group that is no longer registered");
+      } catch (error) {
+        this.logger.warn({ file: name, err: error }, "could not remove the deadlines of a group that is no longer registered");
+      }
+      return;
+    }
+    const read = readSync(path);
+    if ("error" in read) {
+      this.observer.readFailed?.(name);
+      this.logger.error({ file: name, err: read.error }, "could not read deadlines; the group's targets are treated as permanent");
+      return;
+    }
+    this.deadlinesOnDisk.set(key, read.text);
+    let expires: Deadlines;
+    try {
+      expires = parseDeadlines(read.text);
+    } catch (error) {
+      this.observer.readFailed?.(name);
+      this.logger.warn({ file: name, reason: (error as Error).message }, "deadlines file is not valid; the group's targets are treated as permanent");
+      return;
+    }
+    this.entries.set(key, { ...entry, expires: onlyTargetsOf(expires, entry.group) });
   }
 
   private async removeLeftover(name: string): Promise<void> {
@@ -229,12 +281,15 @@ export class FileStore implements Store {
       }
       this.observer.readFailed?.(fileName);
       this.logger.error({ file: fileName, err: read.error }, "could not read file");
-      this.brokenOnDisk.add(key);
+      if (known !== undefined) this.fileDiffers.add(key);
       fromOutside();
       return;
     }
     const { text, changedAt } = read;
-    if (known !== undefined && text === known.text) return;
+    if (known !== undefined && text === known.text) {
+      this.fileDiffers.delete(key);
+      return;
+    }
 
     let group: TargetGroup | undefined;
     try {
@@ -247,13 +302,14 @@ export class FileStore implements Store {
           ? "file is not a valid target group; treated as not registered and left as it is"
           : "file is not a valid target group; still serving the last good group",
       );
-      this.brokenOnDisk.add(key);
+      if (known !== undefined) this.fileDiffers.add(key);
       fromOutside();
       return;
     }
-    this.brokenOnDisk.delete(key);
+    this.fileDiffers.delete(key);
+    // An edit from outside keeps the deadlines of the targets that stay; a target added by hand is permanent.
     if (group === undefined) this.entries.delete(key);
-    else this.entries.set(key, { appEnv, fileName, group, changedAt, text });
+    else this.entries.set(key, { appEnv, fileName, group, expires: known === undefined ? NO_DEADLINES : onlyTargetsOf(known.expires, group), changedAt, text });
     if (reason === "outside change") {
       this.observer.outsideChange?.(fileName);
       this.logger.info({ file: fileName, targets: group?.targets.length ?? 0 }, "picked up outside change");
@@ -279,16 +335,24 @@ export class FileStore implements Store {
     if (mirrors.length > 0) await this.writeMirror(mirrors[0]!.appEnv, mirrors);
 
     const accepted: { job: MutationJob; outcome: Outcome }[] = [];
-    let state = this.entries.get(key)?.group;
+    const entry = this.entries.get(key);
+    const initial: Registration | undefined = entry === undefined ? undefined : { group: entry.group, expires: entry.expires };
+    let state = initial;
+    const now = this.now();
     for (const job of jobs) {
       if (job.kind !== "mutation") continue;
       try {
-        const after = job.mutation(state);
+        const after = job.mutation(state, now);
         accepted.push({ job, outcome: { before: state, after } });
         state = after ?? undefined;
       } catch (error) {
         job.settle(error as Error);
       }
+    }
+    if (state === initial) {
+      // Every change left it as it was (an expiry with nothing due): nothing to write.
+      for (const { job, outcome } of accepted) job.settle(outcome);
+      return;
     }
     await this.commit(jobs[0]!.appEnv, state, accepted);
   }
@@ -309,7 +373,7 @@ export class FileStore implements Store {
     };
     const key = appEnvKey(appEnv);
     const known = this.entries.get(key);
-    if (text !== undefined && known?.text === text && !this.brokenOnDisk.has(key)) {
+    if (text !== undefined && known?.text === text && !this.fileDiffers.has(key)) {
       settle();
       return;
     }
@@ -342,7 +406,7 @@ export class FileStore implements Store {
   /** Memory follows what a mirror left on disk. */
   private takeIn(appEnv: AppEnv, text: string | undefined, changedAt: Date): void {
     const key = appEnvKey(appEnv);
-    this.brokenOnDisk.delete(key);
+    this.fileDiffers.delete(key);
     if (text === undefined) {
       this.entries.delete(key);
       return;
@@ -355,39 +419,94 @@ export class FileStore implements Store {
       group = undefined;
     }
     if (group === undefined) this.entries.delete(key);
-    else this.entries.set(key, { appEnv, fileName: fileNameOf(appEnv), group, changedAt, text });
+    else this.entries.set(key, { appEnv, fileName: fileNameOf(appEnv), group, expires: NO_DEADLINES, changedAt, text });
   }
 
-  /** Writes the group the accepted changes led to, then swaps it in and answers them all. */
+  /**
+   * Writes what the accepted changes led to, then swaps it in and answers them all.
+   *
+   * The crash order, so that a SIGKILL or a power cut between any two steps
+   * leaves files that fit together and no target that outlives its deadline:
+   * - A group that stays: its `.expires` file first, then (after a directory
+   *   fsync) the group file. The `.expires` file holds the new deadlines and,
+   *   for targets leaving the group, their old ones, so it fits the old group
+   *   file as well as the new: after a crash between the two, a target that
+   *   stays has its new deadline (a renewal or a ttl of a request that was not
+   *   answered, never longer than someone asked), and a target that was leaving
+   *   still has its old one. The other order would leave a target added with a
+   *   ttl permanent.
+   * - A group that goes: the group file first, then (after a directory fsync)
+   *   the `.expires` file. A crash between leaves deadlines without a group,
+   *   which the next start removes; the other order would leave the group with
+   *   no deadlines, permanent.
+   * A deadline for a target the group does not have is ignored at load, so the
+   * old deadlines of leaving targets do no harm until the next write drops them.
+   */
   private async commit(
     appEnv: AppEnv,
-    state: TargetGroup | undefined,
+    state: Registration | undefined,
     accepted: readonly { job: MutationJob; outcome: Outcome }[],
   ): Promise<void> {
     if (accepted.length === 0) return;
     const key = appEnvKey(appEnv);
     const fileName = fileNameOf(appEnv);
     const path = join(this.directory, fileName);
+    const deadlinesName = deadlinesFileNameOf(appEnv);
+    const deadlinesPath = join(this.directory, deadlinesName);
+    const known = this.entries.get(key);
     const started = process.hrtime.bigint();
-    const text = state === undefined ? "" : serializeGroup(state);
-    try {
-      if (state === undefined) {
-        await unlink(path).catch((error: NodeJS.ErrnoException) => {
-          if (error.code !== "ENOENT") throw error;
-        });
-      } else {
-        await writeFileAtomically(path, text, this.fileMode);
-      }
-    } catch (error) {
-      this.observer.writeFailed?.(fileName);
-      this.logger.error({ file: fileName, err: error }, "write failed; nothing changed");
+    const text = state === undefined ? "" : serializeGroup(state.group);
+    const oldDeadlines = this.deadlinesOnDisk.get(key);
+    let newDeadlines: string | undefined;
+    let finalDeadlines: string | undefined;
+    if (state !== undefined) {
+      const merged = { ...(known === undefined ? NO_DEADLINES : leavingTargetsOf(known.expires, state.group)), ...state.expires };
+      newDeadlines = Object.keys(merged).length === 0 ? undefined : serializeDeadlines(merged);
+      finalDeadlines = Object.keys(state.expires).length === 0 ? undefined : serializeDeadlines(state.expires);
+    }
+    // A heartbeat that only renews deadlines leaves the group file alone, unless it is known to need repair.
+    const writeGroup = state !== undefined && (known === undefined || text !== known.text || this.fileDiffers.has(key));
+    const writeDeadlines = state !== undefined && newDeadlines !== oldDeadlines;
+    const failed = (error: unknown, what: string): void => {
+      this.observer.writeFailed?.(what);
+      this.logger.error({ file: what, err: error }, "write failed; nothing changed");
       const failure = new StoreError(
-        `could not ${state === undefined ? "remove" : "write"} ${fileName}: ${(error as Error).message}; ` +
-          "the change was not applied",
+        `could not ${state === undefined ? "remove" : "write"} ${what}: ${(error as Error).message}; the change was not applied`,
         { cause: error },
       );
       for (const { job } of accepted) job.settle(failure);
-      return;
+    };
+
+    if (state === undefined) {
+      try {
+        await removeIfPresent(path);
+      } catch (error) {
+        failed(error, fileName);
+        return;
+      }
+    } else {
+      if (writeDeadlines) {
+        try {
+          await this.putDeadlinesFile(deadlinesPath, newDeadlines);
+          this.deadlinesOnDisk.set(key, newDeadlines ?? "");
+          if (newDeadlines === undefined) this.deadlinesOnDisk.delete(key);
+          if (writeGroup) await this.directorySync.sync();
+        } catch (error) {
+          await this.restoreDeadlines(key, deadlinesPath, oldDeadlines);
+          failed(error, deadlinesName);
+          return;
+        }
+        this.logger.debug({ file: deadlinesName, targets: state.expires }, newDeadlines === undefined ? "deadlines removed" : "deadlines written");
+      }
+      if (writeGroup) {
+        try {
+          await writeFileAtomically(path, text, this.fileMode);
+        } catch (error) {
+          if (writeDeadlines) await this.restoreDeadlines(key, deadlinesPath, oldDeadlines);
+          failed(error, fileName);
+          return;
+        }
+      }
     }
     let durability: Error | undefined;
     try {
@@ -396,16 +515,37 @@ export class FileStore implements Store {
       durability = error as Error;
     }
 
-    this.brokenOnDisk.delete(key);
+    this.fileDiffers.delete(key);
     if (state === undefined) {
       this.entries.delete(key);
+      this.fileDiffers.delete(key);
       this.observer.fileRemoved?.(fileName);
       this.logger.info({ file: fileName, changes: accepted.length }, "file removed");
-    } else {
-      this.entries.set(key, { appEnv, fileName, group: state, changedAt: new Date(), text });
+      if (oldDeadlines !== undefined && durability === undefined) {
+        try {
+          await removeIfPresent(deadlinesPath);
+          this.deadlinesOnDisk.delete(key);
+        } catch (error) {
+          // Harmless: deadlines without a group are ignored, and removed at the next start.
+          this.logger.warn({ file: deadlinesName, err: error }, "could not remove the deadlines of a removed group");
+        }
+      }
+    } else if (writeGroup) {
+      if (durability === undefined && finalDeadlines !== newDeadlines) {
+        // The group file is durable now: the leaving targets' deadlines can go. No hurry for this
+        // one to be durable too: should it be lost, the file with them still fits the group.
+        await this.putDeadlinesFile(deadlinesPath, finalDeadlines).then(
+          () => (finalDeadlines === undefined ? this.deadlinesOnDisk.delete(key) : this.deadlinesOnDisk.set(key, finalDeadlines)),
+          (error: unknown) => this.logger.warn({ file: deadlinesName, err: error }, "could not drop the deadlines of targets that left the group"),
+        );
+      }
+      this.entries.set(key, { appEnv, fileName, group: state.group, expires: state.expires, changedAt: new Date(), text });
+      this.fileDiffers.delete(key);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.observer.fileWritten?.(fileName, seconds);
-      this.logger.info({ file: fileName, targets: state.targets.length, changes: accepted.length }, "file written");
+      this.logger.info({ file: fileName, targets: state.group.targets.length, changes: accepted.length }, "file written");
+    } else {
+      this.entries.set(key, { ...known!, group: state.group, expires: state.expires });
     }
     if (durability !== undefined) {
       // The rename is done: Prometheus already reads the new file, so memory
@@ -423,4 +563,49 @@ export class FileStore implements Store {
     }
     for (const { job, outcome } of accepted) job.settle(outcome);
   }
+
+  private async putDeadlinesFile(path: string, text: string | undefined): Promise<void> {
+    if (text === undefined) await removeIfPresent(path);
+    else await writeFileAtomically(path, text, this.fileMode);
+  }
+
+  /** After a failed write, best effort: the deadlines file as it was, so the failed change leaves nothing behind. */
+  private async restoreDeadlines(key: string, path: string, text: string | undefined): Promise<void> {
+    if (this.deadlinesOnDisk.get(key) === text) return;
+    try {
+      await this.putDeadlinesFile(path, text);
+      if (text === undefined) this.deadlinesOnDisk.delete(key);
+      else this.deadlinesOnDisk.set(key, text);
+    } catch (error) {
+      this.logger.error({ file: path, err: error }, "could not put the deadlines file back after a failed write");
+    }
+  }
+}
+
+async function removeIfPresent(path: string): Promise<void> {
+  await unlink(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "ENOENT") throw error;
+  });
+}
+
+/** Only the deadlines of targets of `group`. */
+function onlyTargetsOf(expires: Deadlines, group: TargetGroup): Deadlines {
+  const kept: Record<string, number> = {};
+  let any = false;
+  for (const target of group.targets) {
+    const deadline = expires[target];
+    if (deadline !== undefined) {
+      kept[target] = deadline;
+      any = true;
+    }
+  }
+  return any ? kept : NO_DEADLINES;
+}
+
+/** The deadlines of targets that are not in `group` (leaving it). */
+function leavingTargetsOf(expires: Deadlines, group: TargetGroup): Deadlines {
+  const staying = new Set(group.targets);
+  const leaving: Record<string, number> = {};
+  for (const target in expires) if (!staying.has(target)) leaving[target] = expires[target]!;
+  return leaving;
 }

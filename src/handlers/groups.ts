@@ -1,14 +1,18 @@
 import type { Context } from "koa";
 import { rejectAs, RuleError } from "../errors.js";
 import type { Store } from "../store.js";
-import type { AppEnv, Change, TargetGroup } from "../model.js";
+import type { AppEnv, Change, Registration } from "../model.js";
+import { etagOf } from "../etag.js";
 import { formatOf, parseBody, unsupportedMediaType } from "../parse/body.js";
+import { parsePreconditions } from "../parse/preconditions.js";
+import { parseTtl } from "../parse/ttl.js";
 import { parseAppEnv } from "../parse/values.js";
-import { applyDelete, applyPost, applyPut } from "../rules/rules.js";
+import { checkPreconditions } from "../rules/preconditions.js";
+import { deleteRegistration, postRegistration, putRegistration, type Timing } from "../rules/registration.js";
 
 /** Koa glue for `/<application>/<environment>`: parse → rules → store → answer. */
 
-type Rule = (current: TargetGroup | undefined, change: Change, appEnv: AppEnv) => TargetGroup | null;
+type Rule = (current: Registration | undefined, change: Change, appEnv: AppEnv, timing: Timing) => Registration | null;
 
 export const GROUP_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"] as const;
 
@@ -34,23 +38,34 @@ function changeOf(ctx: Context): Change {
 export function getGroup(store: Store) {
   return (ctx: Context): void => {
     const group = store.get(appEnvOf(ctx));
+    if (group !== undefined) ctx.set("ETag", etagOf(group));
     ctx.body = group === undefined ? [] : [group];
   };
 }
 
-function mutate(store: Store, rule: Rule) {
+function mutate(store: Store, rule: Rule, acceptsTtl: boolean) {
   return async (ctx: Context): Promise<void> => {
     const appEnv = appEnvOf(ctx);
+    const ttlMs = parseTtl(ctx.query.ttl);
+    if (ttlMs !== undefined && !acceptsTtl) {
+      throw new RuleError(400, `?ttl= is for PUT and POST; ${ctx.method} removes targets at once`);
+    }
+    const preconditions = parsePreconditions(ctx.get("If-Match"), ctx.get("If-None-Match"));
     const change = rejectAs("bad_body", () => changeOf(ctx));
-    const { before, after } = await store.update(appEnv, (current) => rejectAs("rule", () => rule(current, change, appEnv)));
-    const answer = after ?? before;
+    // `now` is the store's clock when the change is applied: a deadline counts from then.
+    const { before, after } = await store.update(appEnv, (current, now) => {
+      checkPreconditions(current?.group, preconditions);
+      return rejectAs("rule", () => rule(current, change, appEnv, { now, ttlMs }));
+    });
+    if (after !== null) ctx.set("ETag", etagOf(after.group));
+    const answer = after?.group ?? before?.group;
     ctx.body = answer === undefined ? [] : [answer];
   };
 }
 
-export const putGroup = (store: Store) => mutate(store, applyPut);
-export const postGroup = (store: Store) => mutate(store, applyPost);
-export const deleteGroup = (store: Store) => mutate(store, applyDelete);
+export const putGroup = (store: Store) => mutate(store, putRegistration, true);
+export const postGroup = (store: Store) => mutate(store, postRegistration, true);
+export const deleteGroup = (store: Store) => mutate(store, (current, change, appEnv) => deleteRegistration(current, change, appEnv), false);
 
 export function methodNotAllowed(ctx: Context): never {
   throw new RuleError(

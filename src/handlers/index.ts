@@ -13,6 +13,8 @@ export interface IndexLine {
   readonly labels: Labels;
   /** When the file last changed: our own write, or the file's mtime when loaded or changed from outside. */
   readonly changedAt: string;
+  /** The deadline of each expiring target (SPEC §10); absent when every target is permanent. */
+  readonly expires?: Readonly<Record<string, string>>;
 }
 
 /** `GET /`: `{"groups": [IndexLine…]}`, sorted by application then environment, optionally filtered. */
@@ -26,6 +28,8 @@ export function index(store: Store) {
 }
 
 function render(entry: Entry): IndexLine {
+  const targets = Object.keys(entry.expires);
+  const expires = targets.length === 0 ? undefined : Object.fromEntries(targets.map((target) => [target, new Date(entry.expires[target]!).toISOString()]));
   return {
     application: entry.appEnv.application,
     environment: entry.appEnv.environment,
@@ -33,5 +37,6 @@ function render(entry: Entry): IndexLine {
     targets: entry.group.targets.length,
     labels: entry.group.labels,
     changedAt: entry.changedAt.toISOString(),
+    ...(expires === undefined ? {} : { expires }),
   };
 }

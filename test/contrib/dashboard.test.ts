@@ -57,6 +57,7 @@ const REQUIRED = [
   "file_sd_etcd_connected",
   "file_sd_etcd_txn_conflicts_total",
   "file_sd_etcd_commit_duration_seconds_bucket",
+  "file_sd_targets_expired_total",
 ];
 
 async function dashboard(): Promise<Dashboard> {

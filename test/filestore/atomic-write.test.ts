@@ -40,7 +40,7 @@ describe("atomic write", () => {
     const umask = process.umask(0o077);
     try {
       const store = await FileStore.open({ directory, logger: silentLogger });
-      await store.update({ application: "billing", environment: "prod" }, () => ({ targets: ["a:1"], labels: {} }));
+      await store.update({ application: "billing", environment: "prod" }, () => ({ group: { targets: ["a:1"], labels: {} }, expires: {} }));
       expect((await stat(join(directory, "billing@prod.json"))).mode & 0o777).toBe(0o644);
     } finally {
       process.umask(umask);

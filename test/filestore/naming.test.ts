@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { appEnvOfFileName, fileNameOf, isLeftoverTempFile } from "../../src/filestore/naming.js";
+import { appEnvOfDeadlinesFileName, appEnvOfFileName, deadlinesFileNameOf, fileNameOf, isLeftoverTempFile } from "../../src/filestore/naming.js";
 
 describe("file names", () => {
   it("are <application>@<environment>.json and read back the same", () => {
@@ -12,6 +12,14 @@ describe("file names", () => {
         expect(appEnvOfFileName(fileName)).toEqual({ application, environment });
         expect(isLeftoverTempFile(fileName)).toBe(false);
         expect(isLeftoverTempFile(`${fileName}.1234567`)).toBe(true);
+        // The deadlines beside it: never a .json name, never taken for a group or a leftover.
+        const deadlines = deadlinesFileNameOf({ application, environment });
+        expect(deadlines).toBe(`${application}@${environment}.expires`);
+        expect(appEnvOfDeadlinesFileName(deadlines)).toEqual({ application, environment });
+        expect(appEnvOfFileName(deadlines)).toBeUndefined();
+        expect(isLeftoverTempFile(deadlines)).toBe(false);
+        expect(isLeftoverTempFile(`${deadlines}.42`)).toBe(true);
+        expect(appEnvOfDeadlinesFileName(fileName)).toBeUndefined();
       }),
     );
   });

@@ -7,6 +7,7 @@ function entry(application: string, environment: string, targets: string[]): Ent
     appEnv: { application, environment },
     fileName: `${application}@${environment}.json`,
     group: { targets, labels: { job: application, env: environment } },
+    expires: {},
     changedAt: new Date(0),
     text: "",
   };

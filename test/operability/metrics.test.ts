@@ -73,7 +73,7 @@ describe("GET /metrics", () => {
     expect(rejected("media_type")).toBe(1);
     expect(rejected("too_large")).toBe(1);
     expect(rejected("unauthorized")).toBe(0);
-    expect(samples.filter((sample) => sample.name === "file_sd_rejected_requests_total")).toHaveLength(11);
+    expect(samples.filter((sample) => sample.name === "file_sd_rejected_requests_total")).toHaveLength(12);
   });
 
   it("shows registered groups and targets, and times every file write", async () => {

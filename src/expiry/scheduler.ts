@@ -1,0 +1,89 @@
+import type { Logger } from "pino";
+import { appEnvKey } from "../model.js";
+import { expireRegistration } from "../rules/registration.js";
+import { earliestDeadline, type Store } from "../store.js";
+
+export interface ExpirySchedulerOptions {
+  readonly store: Store;
+  readonly logger: Logger;
+  /** The same clock the store gives its mutations. */
+  readonly now: () => number;
+  /** Counts the targets this instance removed (file_sd_targets_expired_total). */
+  readonly expired?: (targets: number) => void;
+  /** etcd mode: expire only once in step with etcd; until then memory may hold the directory's old state. */
+  readonly ready?: () => boolean;
+  /** How often the registry is scanned for due deadlines; SPEC §10 allows 2 s. */
+  readonly intervalMs?: number;
+}
+
+const INTERVAL_MS = 500;
+
+/**
+ * Removes expired targets (SPEC §10). Every `intervalMs` (and at once at
+ * start, so deadlines that passed while the service was down apply first
+ * thing) it looks for groups with a deadline due and sends each one an expiry
+ * through the store, like any other change: the same lane, the same
+ * all-or-nothing write, the same file log line. The expiry is computed in the
+ * store on the value it is applied to, so a target renewed in the meantime is
+ * kept, and in etcd mode it is a revision-compared transaction: when several
+ * instances try, one removes the target and the others find nothing due.
+ *
+ * A scan looks at one number per target, so 10,000 targets cost well under a
+ * millisecond; it beats keeping a timer per deadline in step with every
+ * change that can come from the watch, a resync or an outside edit.
+ */
+export class ExpiryScheduler {
+  private readonly options: ExpirySchedulerOptions;
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(options: ExpirySchedulerOptions) {
+    this.options = options;
+  }
+
+  start(): void {
+    this.tick();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await Promise.allSettled([...this.inFlight.values()]);
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    try {
+      if (this.options.ready?.() ?? true) this.expireDue();
+    } finally {
+      this.timer = setTimeout(() => this.tick(), this.options.intervalMs ?? INTERVAL_MS);
+    }
+  }
+
+  private expireDue(): void {
+    const { store, logger, now } = this.options;
+    const at = now();
+    for (const entry of store.list()) {
+      const earliest = earliestDeadline(entry);
+      if (earliest === undefined || earliest > at) continue;
+      const key = appEnvKey(entry.appEnv);
+      if (this.inFlight.has(key)) continue;
+      const { appEnv, fileName } = entry;
+      const run = store
+        .update(appEnv, expireRegistration)
+        .then(({ before, after }) => {
+          const gone = (before?.group.targets ?? []).filter((target) => !(after?.group.targets ?? []).includes(target));
+          if (gone.length === 0) return;
+          this.options.expired?.(gone.length);
+          logger.info({ file: fileName, targets: gone, reason: "expired", groupRemoved: after === null }, "targets expired");
+        })
+        .catch((error: unknown) => {
+          // Tried again at the next scan; the deadline stays in the registry.
+          logger.error({ file: fileName, err: error, reason: "expired" }, "could not remove expired targets; retrying");
+        })
+        .finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, run);
+    }
+  }
+}

@@ -1,0 +1,35 @@
+import { RuleError } from "../errors.js";
+
+/**
+ * `If-Match` and `If-None-Match` of a write (SPEC §11), parsed: `*`, or the
+ * entity-tags listed (RFC 9110 §13.1.1-2). A weak tag `W/"…"` is kept with its
+ * prefix: it can never match strongly, so it never satisfies If-Match.
+ */
+export interface Preconditions {
+  readonly ifMatch?: "*" | readonly string[];
+  readonly ifNoneMatch?: "*" | readonly string[];
+}
+
+const ENTITY_TAG = /^(?:W\/)?"[\x21\x23-\x7E\x80-\xFF]*"$/;
+
+export function parsePreconditions(ifMatch: string, ifNoneMatch: string): Preconditions {
+  return { ifMatch: parseHeader("If-Match", ifMatch), ifNoneMatch: parseHeader("If-None-Match", ifNoneMatch) };
+}
+
+function parseHeader(name: string, value: string): "*" | readonly string[] | undefined {
+  const text = value.trim();
+  if (text === "") return undefined;
+  if (text === "*") return "*";
+  const tags = text.split(",").map((tag) => tag.trim()).filter((tag) => tag !== "");
+  const bad = tags.find((tag) => !ENTITY_TAG.test(tag));
+  if (bad !== undefined || tags.length === 0) {
+    throw new RuleError(
+      400,
+      `${name}: ${JSON.stringify(bad ?? text)} is not an entity-tag; send the ETag header of a GET as it came, ` +
+        `quotes included (${name}: "…"), a comma-separated list of them, or *`,
+      {},
+      "bad_request",
+    );
+  }
+  return tags;
+}
