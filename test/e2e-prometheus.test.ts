@@ -312,6 +312,27 @@ describe("a real Prometheus reading the directory through file_sd_configs", () =
   );
 
   it(
+    "a target registered with ?ttl=15s is listed, then dropped once it expires (SPEC §10)",
+    async () => {
+      const { sd } = running();
+      const fileName = fileNameOf("expiring", "prod");
+      const target = `127.0.0.1:${closedPort}`;
+      // Long enough for Prometheus, which applies discovered changes at most every 5 s, to list it first.
+      const answer = await sd.request("PUT", "/expiring/prod?ttl=15s", { body: `targets=${target}` });
+      const group = await answeredGroup(answer, "expiring", "prod");
+      const registered = Date.now();
+      await waitUntilPrometheusShows("PUT ?ttl=15s → listed", fileName, group);
+      await eventually(async () => (await sd.fileOf("expiring", "prod")) === undefined, 20_000, "the file to go when the target expires");
+      const fileGone = Date.now() - registered;
+      await waitUntilPrometheusShows("expiry → no longer listed", fileName, undefined);
+      console.log(`?ttl=15s: file removed ${fileGone} ms after the PUT, and Prometheus dropped the target`);
+      expect(fileGone).toBeGreaterThanOrEqual(15_000);
+      expect(fileGone).toBeLessThan(17_000 + 1000);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
     "does count a truly half-written file, so the zero above means something",
     async () => {
       const { sd, prometheus } = running();
