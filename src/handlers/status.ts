@@ -13,12 +13,14 @@ export const MAX_WAIT_MS = 10 * 60_000;
 const WAIT_FORM = "a Prometheus duration such as 30s, 2m or 1m30s, at most 10m";
 
 /**
- * Without PROMETHEUS_URL there is nothing to ask. That is the operator's
- * setting, not the client's mistake, so a 501 (not a 4xx), and never a 200:
- * `curl --fail …/status?wait=2m` must not let a deploy through unchecked.
+ * Without PROMETHEUS_URL there is nothing to ask: a 404 (this instance has no
+ * status to give), never a 200, so `curl --fail …/status?wait=2m` cannot let a
+ * deploy through unchecked. Not a 5xx: nothing is broken, and the 5xx alert
+ * (contrib/prometheus) must not fire because a pipeline asks an instance
+ * that was not told about Prometheus.
  */
 function notConfigured(ctx: Context): void {
-  ctx.status = 501;
+  ctx.status = 404;
   ctx.body = {
     message:
       "the status needs to know which Prometheus to ask: start the service with " +

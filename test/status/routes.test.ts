@@ -26,10 +26,10 @@ afterAll(async () => {
 });
 
 describe("GET /<application>/<environment>/status without PROMETHEUS_URL", () => {
-  it("is a 501 that says what to set, also with ?wait (a deploy gate must not pass)", async () => {
+  it("is a 404 that says what to set, also with ?wait (a deploy gate must not pass)", async () => {
     for (const path of ["/billing/prod/status", "/billing/prod/status?wait=5s", "/-/status"]) {
       const answer = await off.request("GET", path);
-      expect(answer.status, path).toBe(501);
+      expect(answer.status, path).toBe(404);
       expect((answer.body as { message: string }).message).toMatch(/PROMETHEUS_URL=http:\/\/prometheus:9090/);
     }
   });

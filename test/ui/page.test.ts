@@ -110,7 +110,8 @@ scrape_configs:
   };
   await put("/web/prod", { targets: [exporterAddress], labels: { team: "core", note: INJECTION } });
   await put("/closed/staging", { targets: [closedAddress], labels: { team: "edge" } });
-  await put("/billing/prod-hou", { targets: ["127.0.0.2:9", "127.0.0.3:9"], labels: { team: "payments", tier: "api" } });
+  // Expiring (SPEC §10): the page shows each target's deadline.
+  await put("/billing/prod-hou?ttl=1h", { targets: ["127.0.0.2:9", "127.0.0.3:9"], labels: { team: "payments", tier: "api" } });
   browser = await launchChromium();
 }, 120_000);
 
@@ -137,6 +138,12 @@ describe("the page in a real Chromium", () => {
       const web = page.locator('tr[data-key="web@prod"]');
       expect(await web.locator(".value").allTextContents()).toEqual(["web", "prod", "core", INJECTION]);
       expect(await web.locator(".target").allTextContents()).toEqual([exporterAddress]);
+
+      // Deadlines of expiring targets, once the script has rendered the rows.
+      const billing = page.locator('tr[data-key="billing@prod-hou"]');
+      await billing.locator("time.expires").first().waitFor({ timeout: 10_000 });
+      expect(await billing.locator("time.expires").allTextContents()).toEqual([expect.stringMatching(/^expires in (59|60) min$/), expect.stringMatching(/^expires in (59|60) min$/)]);
+      expect(await web.locator("time.expires").count()).toBe(0);
 
       // Health: the exporter comes up, the closed port goes down with Prometheus' error.
       const started = Date.now();
