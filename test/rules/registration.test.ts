@@ -4,20 +4,12 @@ import { RuleError } from "../../src/errors.js";
 import type { Change, Registration } from "../../src/model.js";
 import { deleteRegistration, expireRegistration, postRegistration, putRegistration } from "../../src/rules/registration.js";
 import { applyDelete, applyPost, applyPut } from "../../src/rules/rules.js";
+import { refused } from "./refused.js";
 
 const appEnv = { application: "billing", environment: "prod-hou" };
 const defaults = { job: "billing", env: "prod-hou" };
 const T0 = Date.UTC(2026, 0, 1);
 
-function refused(rule: () => unknown): RuleError {
-  try {
-    rule();
-  } catch (error) {
-    if (error instanceof RuleError) return error;
-    throw error;
-  }
-  throw new Error("expected the rule to refuse");
-}
 
 describe("deadlines (SPEC §10)", () => {
   it("PUT with a ttl gives every named target now + ttl; without one they are permanent", () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { RuleError } from "../../src/errors.js";
 import type { Change, TargetGroup } from "../../src/model.js";
 import { applyDelete, applyPost, applyPut } from "../../src/rules/rules.js";
+import { refused } from "./refused.js";
 
 const appEnv = { application: "billing", environment: "prod-hou" };
 const group = (targets: string[], labels: Record<string, string> = {}): TargetGroup => ({
@@ -10,15 +11,6 @@ const group = (targets: string[], labels: Record<string, string> = {}): TargetGr
   labels: { job: "billing", env: "prod-hou", ...labels },
 });
 
-function refused(rule: () => unknown): RuleError {
-  try {
-    rule();
-  } catch (error) {
-    if (error instanceof RuleError) return error;
-    throw error;
-  }
-  throw new Error("expected the rule to refuse");
-}
 
 describe("PUT", () => {
   it("creates a group with the default labels", () => {

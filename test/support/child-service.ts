@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { killOnExit } from "./reaper.js";
 
 /**
  * The built server (dist/main.js) as a child process: what crash, shutdown and
@@ -59,24 +60,12 @@ export interface ChildServiceOptions {
  */
 const ORPHAN_GUARD = "data:text/javascript,process.stdin.on('end',()=>process.kill(process.pid,'SIGKILL')).resume()";
 
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-/** A test that fails before its `finally` must still not leave servers behind. */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once("exit", () => {
-    for (const child of live) child.kill("SIGKILL");
-  });
-}
 
 /** Starts `node dist/main.js` on `directory` and resolves once it logs "listening". */
 export async function startChildService(options: ChildServiceOptions): Promise<ChildService> {
   if (!existsSync(MAIN_SCRIPT)) {
     throw new Error(`${MAIN_SCRIPT} does not exist: run \`npm run build\` (make test does) before these tests`);
   }
-  installExitHook();
   const startTimeoutMs = options.startTimeoutMs ?? 20_000;
   const started = Date.now();
   const child = spawn(process.execPath, ["--import", ORPHAN_GUARD, MAIN_SCRIPT], {
@@ -90,7 +79,7 @@ export async function startChildService(options: ChildServiceOptions): Promise<C
     stdio: ["pipe", "pipe", "pipe"],
     cwd: options.cwd,
   });
-  live.add(child);
+  killOnExit(child);
 
   const logs: LogLine[] = [];
   let otherOutput = "";
@@ -98,7 +87,6 @@ export async function startChildService(options: ChildServiceOptions): Promise<C
   const stdoutClosed = new Promise<void>((resolve) => child.stdout.once("close", resolve));
   const exited = new Promise<Exit>((resolve) => {
     child.once("exit", (code, signal) => {
-      live.delete(child);
       // Lines written just before exit are still in the pipe; read them first.
       void stdoutClosed.then(() => resolve({ code, signal }));
     });

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./ports.js";
 import { findEtcd, findEtcdctl, findOpenssl, findTool } from "./tools.js";
+import { killOnExit } from "./reaper.js";
 
 /**
  * A real etcd cluster of separate processes on free loopback ports, for the tests of the etcd
@@ -100,7 +101,6 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
   const programs = { etcd: findEtcd(), etcdctl: findEtcdctl() };
   const size = options.size ?? 3;
   if (!Number.isInteger(size) || size < 1) throw new Error(`an etcd cluster needs at least one member, not size ${size}`);
-  installExitHook();
   const tls = options.tls ? await makeEtcdTls() : undefined;
   try {
     // A free port can be taken between our probe and etcd's bind; start over on new ones then.
@@ -322,7 +322,7 @@ class Member implements EtcdMember {
     const env = { ...withoutPrefix(process.env, "ETCD_"), ETCD_UNSUPPORTED_ARCH: process.env.ETCD_UNSUPPORTED_ARCH };
     const child = spawn(command, commandArgs, { stdio: ["ignore", "pipe", "pipe"], env });
     this.#child = child;
-    live.add(child);
+    killOnExit(child);
     const keep = (chunk: Buffer): void => {
       this.#lines.push(...chunk.toString("utf8").split("\n").filter((line) => line !== ""));
       this.#lines.splice(0, Math.max(0, this.#lines.length - LOG_LINES_KEPT));
@@ -331,7 +331,6 @@ class Member implements EtcdMember {
     child.stderr?.on("data", keep);
     this.#exited = new Promise<void>((resolve) => {
       const exited = (how: string): void => {
-        live.delete(child);
         this.#lines.push(`--- ${this.name} (pid ${child.pid}) ${how}`);
         resolve();
       };
@@ -487,17 +486,6 @@ function withParentDeathSignal(program: string, args: readonly string[]): [strin
   return [setpriv, ["--pdeathsig", "KILL", "--", program, ...args]];
 }
 
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-/** A test that fails before its `afterAll` must still not leave members behind. */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once("exit", () => {
-    for (const child of live) child.kill("SIGKILL");
-  });
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
