@@ -204,10 +204,17 @@ export class EtcdStore implements Store {
         const baseRevisions = { group: base?.group.present === true ? base.group.revision : 0, expires: base?.expires.present === true ? base.expires.revision : 0 };
         const current = base?.entry === undefined ? undefined : { group: base.entry.group, expires: base.entry.expires };
         const results = applyAll(jobs, current, this.now());
+        // A key that exists is never deleted: a group that goes leaves "nothing registered" in
+        // its key, and no deadlines in its deadlines key. Deleted, the key would be absent
+        // again, and a transaction computed back when it was absent (comparing revision 0)
+        // and delayed in etcd (a member lost mid-call) could still apply and bring back
+        // what was deleted since.
+        const groupText = results.groupText ?? (base?.group.present === true ? NOTHING_REGISTERED : undefined);
+        const expiresText = results.expiresText ?? (base?.expires.present === true ? NO_DEADLINES_TEXT : undefined);
         // Only the keys whose bytes change are written: a heartbeat that only renews deadlines leaves the group key alone.
         const writes = {
-          group: results.changed && results.groupText !== base?.group.text ? results.groupText : NO_CHANGE,
-          expires: results.changed && results.expiresText !== base?.expires.text ? results.expiresText : NO_CHANGE,
+          group: results.changed && groupText !== base?.group.text ? groupText : NO_CHANGE,
+          expires: results.changed && expiresText !== base?.expires.text ? expiresText : NO_CHANGE,
         } as const;
         const started = process.hrtime.bigint();
         const committed = await this.commit(key, baseRevisions, writes, deadline);
@@ -549,6 +556,10 @@ export class EtcdStore implements Store {
 }
 
 const NO_CHANGE = Symbol("no change");
+/** What the key of a deleted group holds: the file_sd document with no group in it. */
+export const NOTHING_REGISTERED = "[]\n";
+/** What the deadlines key holds once a group has none left. */
+const NO_DEADLINES_TEXT = "{}\n";
 /** A key's new value: its bytes, undefined to delete it, or NO_CHANGE to leave it. */
 type Write = string | undefined | typeof NO_CHANGE;
 

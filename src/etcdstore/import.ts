@@ -58,7 +58,19 @@ export async function importDirectory(options: {
         print(`imported   ${name}`);
         continue;
       }
-      const existing = created.responses[0]?.response_range?.kvs[0]?.value.toString("utf8");
+      const held = created.responses[0]?.response_range?.kvs[0];
+      const existing = held?.value.toString("utf8");
+      if (held !== undefined && registersNothing(existing)) {
+        // The key of a deleted group: nothing is registered, so this is not an overwrite.
+        const replaced = await beforeDeadline(deadline, (grpcDeadline) =>
+          namespace.if(key, "Mod", "==", Number(held.mod_revision)).then(namespace.put(key).value(text)).options({ deadline: grpcDeadline }).commit(),
+        );
+        if (replaced.succeeded) {
+          counts.imported++;
+          print(`imported   ${name}`);
+          continue;
+        }
+      }
       if (existing === text) {
         counts.unchanged++;
         print(`unchanged  ${name}: etcd already holds the same group`);
@@ -80,4 +92,14 @@ export async function importDirectory(options: {
     `${counts.invalid} invalid, ${counts.failed} failed`;
   print(summary);
   return { counts, allIn: counts.exists + counts.invalid + counts.failed === 0 };
+}
+
+/** A key that holds `[]` (a deleted group's key) or garbage registers nothing. */
+function registersNothing(text: string | undefined): boolean {
+  if (text === undefined) return true;
+  try {
+    return parseGroupFile(text) === undefined;
+  } catch {
+    return false;
+  }
 }

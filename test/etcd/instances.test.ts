@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { serializeGroup } from "../../src/filestore/group-file.js";
 import { eventually, startTestService, type TestService } from "../helpers.js";
 import { AckLedger, readDirectoryState, readServedState, runWriters, seededRandom } from "../reliability/write-load.js";
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
@@ -124,6 +126,35 @@ describe("several instances, one registry in etcd", () => {
     } finally {
       await eu.close();
       await rest.close();
+    }
+  });
+
+  it("a transaction computed while a group was absent, and delayed, cannot bring it back after a DELETE", async () => {
+    // What a delayed transaction from before the group existed does: create it if it is still absent
+    // (etcd compares the key's modification revision with 0). A deleted group's key must therefore not be absent.
+    const client = new Etcd3({ hosts: [...cluster.endpoints] });
+    try {
+      const [a] = instances as [TestService];
+      const key = `${prefix}groups/aba@prod`;
+      expect((await a.request("PUT", "/aba/prod", { body: "targets=old:1" })).status).toBe(200);
+      expect((await a.request("DELETE", "/aba/prod")).status).toBe(200);
+      const stale = await client
+        .if(key, "Mod", "==", 0)
+        .then(client.put(key).value(serializeGroup({ targets: ["old:1"], labels: { job: "aba", env: "prod" } })))
+        .commit();
+      expect(stale.succeeded).toBe(false);
+      expect(await client.get(key).string()).toBe("[]\n");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      for (const sd of instances) {
+        expect((await sd.request("GET", "/aba/prod")).body).toEqual([]);
+        expect(await sd.fileOf("aba", "prod")).toBeUndefined();
+      }
+      // Registering again works as for a group never seen.
+      expect((await a.request("POST", "/aba/prod", { body: "targets=new:1" })).status).toBe(200);
+      await eventually(async () => (await Promise.all(instances.map((sd) => sd.fileOf("aba", "prod")))).every((file) => file !== undefined), 1000, "the new group everywhere");
+      await a.request("DELETE", "/aba/prod");
+    } finally {
+      client.close();
     }
   });
 
