@@ -76,13 +76,24 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   };
 }
 
+const ETCD_VARIABLES = [
+  "ETCD_ENDPOINTS",
+  "ETCD_PREFIX",
+  "ETCD_TIMEOUT",
+  "ETCD_CA_FILE",
+  "ETCD_CERT_FILE",
+  "ETCD_KEY_FILE",
+  "ETCD_USERNAME",
+  "ETCD_PASSWORD",
+  "ETCD_PASSWORD_FILE",
+  "GROUP_SELECTOR",
+] as const;
+
 function parseEtcd(env: Readonly<Record<string, string | undefined>>, value: (name: "ETCD_PREFIX" | "ETCD_TIMEOUT") => string): EtcdConfig | undefined {
-  const given = (name: string): string | undefined => env[name]?.trim() || undefined;
+  const given = (name: (typeof ETCD_VARIABLES)[number]): string | undefined => env[name]?.trim() || undefined;
   const endpointsText = given("ETCD_ENDPOINTS");
   if (endpointsText === undefined) {
-    const stray = ["ETCD_PREFIX", "ETCD_TIMEOUT", "ETCD_CA_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE", "ETCD_USERNAME", "ETCD_PASSWORD", "ETCD_PASSWORD_FILE", "GROUP_SELECTOR"].filter(
-      (name) => given(name) !== undefined,
-    );
+    const stray = ETCD_VARIABLES.filter((name) => given(name) !== undefined);
     if (stray.length > 0) {
       throw new ConfigError(`${stray.join(", ")} ${stray.length === 1 ? "is" : "are"} set but ETCD_ENDPOINTS is not: set ETCD_ENDPOINTS to use etcd, or unset ${stray.length === 1 ? "it" : "them"}`);
     }
@@ -201,7 +212,8 @@ function parseTls(certFile: string | undefined, keyFile: string | undefined): Co
  * URL: the URLs are shown in every status answer.
  */
 export function parsePrometheus(env: Readonly<Record<string, string | undefined>>): PrometheusConfig | undefined {
-  const given = (name: string): string | undefined => env[name]?.trim() || undefined;
+  const given = (name: "PROMETHEUS_URL" | "PROMETHEUS_BEARER_TOKEN_FILE" | "PROMETHEUS_USERNAME" | "PROMETHEUS_PASSWORD_FILE"): string | undefined =>
+    env[name]?.trim() || undefined;
   const list = given("PROMETHEUS_URL");
   const auth = parsePrometheusAuth(
     given("PROMETHEUS_BEARER_TOKEN_FILE"),

@@ -55,9 +55,6 @@ export type Mutation = (current: Registration | undefined, now: number) => Regis
 /** The earliest deadline of an entry, or undefined when all its targets are permanent. */
 export function earliestDeadline(entry: Entry): number | undefined {
   let earliest: number | undefined;
-  for (const target in entry.expires) {
-    const deadline = entry.expires[target]!;
-    if (earliest === undefined || deadline < earliest) earliest = deadline;
-  }
+  for (const deadline of entry.expires.values()) if (earliest === undefined || deadline < earliest) earliest = deadline;
   return earliest;
 }

@@ -50,7 +50,8 @@
         environment: line.environment,
         labels: line.labels || {},
         changedAt: line.changedAt || "",
-        expires: line.expires || {},
+        // A Map: a target may be named __proto__ or constructor (src/model.ts, keys from clients).
+        expires: new Map(Object.entries(line.expires || {})),
         targets: [],
       });
     }
@@ -92,7 +93,7 @@
     for (const target of group.targets) {
       const li = element("li");
       li.append(element("span", "target", target.target));
-      const deadline = group.expires[target.target];
+      const deadline = group.expires.get(target.target);
       if (deadline) {
         const time = element("time", "expires", untilText(deadline));
         time.dateTime = deadline;
@@ -161,7 +162,7 @@
       const model = modelOf(index, httpSd, status && !status.error ? status : undefined);
       const text = JSON.stringify(model);
       // Only touch the table when something changed (a selection survives), or when deadlines count down.
-      const deadlines = model.some((group) => Object.keys(group.expires).length > 0);
+      const deadlines = model.some((group) => group.expires.size > 0);
       if (text !== lastModel || deadlines) {
         lastModel = text;
         tbody.replaceChildren(...model.map(row));

@@ -8,7 +8,7 @@ import { parseGroupFile, serializeGroup } from "../filestore/group-file.js";
 import { Lanes } from "../filestore/lanes.js";
 import { appEnvOfFileName, fileNameOf } from "../filestore/naming.js";
 import type { FileStore } from "../filestore/store.js";
-import { appEnvKey, NO_DEADLINES, type AppEnv, type Deadlines, type Registration, type TargetGroup } from "../model.js";
+import { appEnvKey, deadlinesOf, NO_DEADLINES, type AppEnv, type Deadlines, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
 import { beforeDeadline, DeadlineError, describeEtcdError, EXPIRES, GROUPS, unavailable } from "./client.js";
 import { EVERY_GROUP, type GroupSelector } from "./selector.js";
@@ -383,7 +383,7 @@ export class EtcdStore implements Store {
       }
     }
     // A deadline for a target the group does not have means nothing.
-    if (entry !== undefined) entry = { ...entry, expires: onlyTargetsOf(deadlines, entry.group) };
+    if (entry !== undefined) entry = { ...entry, expires: deadlinesOf(deadlines, entry.group.targets) };
     this.known.set(key, {
       group: groupValue ?? known?.group ?? absentAt(0),
       expires: expiresValue ?? known?.expires ?? absentAt(0),
@@ -570,15 +570,6 @@ function partOf(etcdKey: string): { part: "group" | "expires"; key: string } | u
   return undefined;
 }
 
-function onlyTargetsOf(deadlines: Deadlines, group: TargetGroup): Deadlines {
-  let kept: Record<string, number> | undefined;
-  for (const target of group.targets) {
-    const deadline = deadlines[target];
-    if (deadline !== undefined) (kept ??= {})[target] = deadline;
-  }
-  return kept ?? NO_DEADLINES;
-}
-
 type KeyValue = { readonly present: true; readonly text: string; readonly revision: number } | { readonly present: false; readonly text?: undefined; readonly revision: number };
 
 function valueOf(kv: IKeyValue): KeyValue {
@@ -609,13 +600,13 @@ function applyAll(jobs: readonly UpdateJob[], current: Registration | undefined,
       settled.push({ job, outcome: error as Error });
     }
   }
-  const expires = state === undefined ? undefined : onlyTargetsOf(state.expires, state.group);
+  const expires = state === undefined ? undefined : deadlinesOf(state.expires, state.group.targets);
   return {
     settled,
     // Every mutation left it as it was (an expiry with nothing due): the transaction only confirms the revision.
     changed: state !== current,
     groupText: state === undefined ? undefined : serializeGroup(state.group),
-    expiresText: expires === undefined || Object.keys(expires).length === 0 ? undefined : serializeDeadlines(expires),
+    expiresText: expires === undefined || expires.size === 0 ? undefined : serializeDeadlines(expires),
   };
 }
 

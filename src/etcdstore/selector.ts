@@ -1,5 +1,5 @@
 import { parser } from "@prometheus-io/lezer-promql";
-import type { Labels } from "../model.js";
+import { own, type Labels } from "../model.js";
 
 /** `GROUP_SELECTOR`: which groups this instance writes files for. */
 export type GroupSelector = (labels: Labels) => boolean;
@@ -25,11 +25,11 @@ export class SelectorError extends Error {
 export function parseGroupSelector(text: string): GroupSelector {
   const matchers = parseMatchers(text);
   const tests = matchers.map(({ name, op, value }) => {
-    if (op === "=") return (labels: Labels) => (labels[name] ?? "") === value;
-    if (op === "!=") return (labels: Labels) => (labels[name] ?? "") !== value;
+    if (op === "=") return (labels: Labels) => (own(labels, name) ?? "") === value;
+    if (op === "!=") return (labels: Labels) => (own(labels, name) ?? "") !== value;
     const regex = anchored(value, text);
-    if (op === "=~") return (labels: Labels) => regex.test(labels[name] ?? "");
-    return (labels: Labels) => !regex.test(labels[name] ?? "");
+    if (op === "=~") return (labels: Labels) => regex.test(own(labels, name) ?? "");
+    return (labels: Labels) => !regex.test(own(labels, name) ?? "");
   });
   return (labels) => tests.every((test) => test(labels));
 }

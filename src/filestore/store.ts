@@ -3,7 +3,7 @@ import { access, constants, mkdir, readdir, stat, unlink, writeFile } from "node
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { StoreError } from "../errors.js";
-import { appEnvKey, NO_DEADLINES, type AppEnv, type Deadlines, type Registration, type TargetGroup } from "../model.js";
+import { appEnvKey, deadlinesOf, NO_DEADLINES, type AppEnv, type Deadlines, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
 import { writeFileAtomically, type FileMode } from "./atomic-write.js";
 import { DirectorySync } from "./directory-sync.js";
@@ -234,7 +234,7 @@ export class FileStore implements Store {
       this.logger.warn({ file: name, reason: (error as Error).message }, "deadlines file is not valid; the group's targets are treated as permanent");
       return;
     }
-    this.entries.set(key, { ...entry, expires: onlyTargetsOf(expires, entry.group) });
+    this.entries.set(key, { ...entry, expires: deadlinesOf(expires, entry.group.targets) });
   }
 
   private async removeLeftover(name: string): Promise<void> {
@@ -309,7 +309,7 @@ export class FileStore implements Store {
     this.fileDiffers.delete(key);
     // An edit from outside keeps the deadlines of the targets that stay; a target added by hand is permanent.
     if (group === undefined) this.entries.delete(key);
-    else this.entries.set(key, { appEnv, fileName, group, expires: known === undefined ? NO_DEADLINES : onlyTargetsOf(known.expires, group), changedAt, text });
+    else this.entries.set(key, { appEnv, fileName, group, expires: known === undefined ? NO_DEADLINES : deadlinesOf(known.expires, group.targets), changedAt, text });
     if (reason === "outside change") {
       this.observer.outsideChange?.(fileName);
       this.logger.info({ file: fileName, targets: group?.targets.length ?? 0 }, "picked up outside change");
@@ -460,9 +460,9 @@ export class FileStore implements Store {
     let newDeadlines: string | undefined;
     let finalDeadlines: string | undefined;
     if (state !== undefined) {
-      const merged = { ...(known === undefined ? NO_DEADLINES : leavingTargetsOf(known.expires, state.group)), ...state.expires };
-      newDeadlines = Object.keys(merged).length === 0 ? undefined : serializeDeadlines(merged);
-      finalDeadlines = Object.keys(state.expires).length === 0 ? undefined : serializeDeadlines(state.expires);
+      const merged = new Map([...(known === undefined ? NO_DEADLINES : leavingTargetsOf(known.expires, state.group)), ...state.expires]);
+      newDeadlines = merged.size === 0 ? undefined : serializeDeadlines(merged);
+      finalDeadlines = state.expires.size === 0 ? undefined : serializeDeadlines(state.expires);
     }
     // A heartbeat that only renews deadlines leaves the group file alone, unless it is known to need repair.
     const writeGroup = state !== undefined && (known === undefined || text !== known.text || this.fileDiffers.has(key));
@@ -588,24 +588,8 @@ async function removeIfPresent(path: string): Promise<void> {
   });
 }
 
-/** Only the deadlines of targets of `group`. */
-function onlyTargetsOf(expires: Deadlines, group: TargetGroup): Deadlines {
-  const kept: Record<string, number> = {};
-  let any = false;
-  for (const target of group.targets) {
-    const deadline = expires[target];
-    if (deadline !== undefined) {
-      kept[target] = deadline;
-      any = true;
-    }
-  }
-  return any ? kept : NO_DEADLINES;
-}
-
 /** The deadlines of targets that are not in `group` (leaving it). */
 function leavingTargetsOf(expires: Deadlines, group: TargetGroup): Deadlines {
   const staying = new Set(group.targets);
-  const leaving: Record<string, number> = {};
-  for (const target in expires) if (!staying.has(target)) leaving[target] = expires[target]!;
-  return leaving;
+  return new Map([...expires].filter(([target]) => !staying.has(target)));
 }

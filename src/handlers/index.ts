@@ -28,8 +28,7 @@ export function index(store: Store) {
 }
 
 function render(entry: Entry): IndexLine {
-  const targets = Object.keys(entry.expires);
-  const expires = targets.length === 0 ? undefined : Object.fromEntries(targets.map((target) => [target, new Date(entry.expires[target]!).toISOString()]));
+  const expires = entry.expires.size === 0 ? undefined : Object.fromEntries([...entry.expires].map(([target, ms]) => [target, new Date(ms).toISOString()]));
   return {
     application: entry.appEnv.application,
     environment: entry.appEnv.environment,

@@ -5,23 +5,24 @@ import { labelNameProblem, targetProblem } from "./values.js";
 
 export type BodyFormat = "json" | "yaml" | "form";
 
-const FORMATS: Readonly<Record<string, BodyFormat>> = {
-  "application/json": "json",
-  "text/vnd.yaml": "yaml",
-  "text/yaml": "yaml",
-  "text/x-yaml": "yaml",
-  "application/vnd.yaml": "yaml",
-  "application/x-yaml": "yaml",
-  "application/yaml": "yaml",
-  "application/x-www-form-urlencoded": "form",
-};
+/** Keyed by the client's Content-Type: a Map (src/model.ts, keys from clients). */
+const FORMATS: ReadonlyMap<string, BodyFormat> = new Map([
+  ["application/json", "json"],
+  ["text/vnd.yaml", "yaml"],
+  ["text/yaml", "yaml"],
+  ["text/x-yaml", "yaml"],
+  ["application/vnd.yaml", "yaml"],
+  ["application/x-yaml", "yaml"],
+  ["application/yaml", "yaml"],
+  ["application/x-www-form-urlencoded", "form"],
+]);
 
-export const SUPPORTED_MEDIA_TYPES: readonly string[] = Object.keys(FORMATS);
+export const SUPPORTED_MEDIA_TYPES: readonly string[] = [...FORMATS.keys()];
 
 /** The body format named by a Content-Type header; parameters such as charset are ignored. */
 export function formatOf(contentType: string | undefined): BodyFormat | undefined {
   const mediaType = contentType?.split(";", 1)[0]?.trim().toLowerCase() ?? "";
-  return FORMATS[mediaType];
+  return FORMATS.get(mediaType);
 }
 
 export function unsupportedMediaType(contentType: string | undefined): RuleError {

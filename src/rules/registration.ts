@@ -1,5 +1,5 @@
 import { RuleError } from "../errors.js";
-import { NO_DEADLINES, type AppEnv, type Change, type Deadlines, type Registration } from "../model.js";
+import { deadlinesOf, NO_DEADLINES, own, type AppEnv, type Change, type Deadlines, type Registration } from "../model.js";
 import { applyDelete, applyPost, applyPut } from "./rules.js";
 
 /**
@@ -22,29 +22,19 @@ function requireTargetsForTtl(method: string, change: Change, ttlMs: number | un
 
 /** The named targets get `now + ttl`, or become permanent without a ttl; the rest keep theirs. */
 function withNamed(expires: Deadlines, targets: readonly string[], { now, ttlMs }: Timing): Deadlines {
-  const next: Record<string, number> = { ...expires };
+  const next = new Map(expires);
   for (const target of targets) {
-    if (ttlMs === undefined) delete next[target];
-    else next[target] = now + ttlMs;
+    if (ttlMs === undefined) next.delete(target);
+    else next.set(target, now + ttlMs);
   }
   return next;
-}
-
-/** Only the deadlines of targets still in the group. */
-function onlyOf(expires: Deadlines, targets: readonly string[]): Deadlines {
-  let kept: Record<string, number> | undefined;
-  for (const target of targets) {
-    const deadline = expires[target];
-    if (deadline !== undefined) (kept ??= {})[target] = deadline;
-  }
-  return kept ?? NO_DEADLINES;
 }
 
 /** PUT: a new target list replaces the deadlines too; labels alone leave them as they are. */
 export function putRegistration(current: Registration | undefined, change: Change, appEnv: AppEnv, timing: Timing): Registration {
   requireTargetsForTtl("PUT", change, timing.ttlMs);
   const group = applyPut(current?.group, change, appEnv);
-  const expires = change.targets === undefined ? (current?.expires ?? NO_DEADLINES) : onlyOf(withNamed(NO_DEADLINES, change.targets, timing), group.targets);
+  const expires = change.targets === undefined ? (current?.expires ?? NO_DEADLINES) : deadlinesOf(withNamed(NO_DEADLINES, change.targets, timing), group.targets);
   return { group, expires };
 }
 
@@ -58,27 +48,27 @@ export function postRegistration(current: Registration | undefined, change: Chan
   if (timing.ttlMs === undefined || change.targets === undefined) {
     const group = applyPost(current?.group, change, appEnv);
     const expires = change.targets === undefined ? (current?.expires ?? NO_DEADLINES) : withNamed(current?.expires ?? NO_DEADLINES, change.targets, timing);
-    return { group, expires: onlyOf(expires, group.targets) };
+    return { group, expires: deadlinesOf(expires, group.targets) };
   }
   const registered = new Set(current?.group.targets ?? []);
   const added = change.targets.filter((target) => !registered.has(target));
   const labels = change.labels;
   const labelsChange =
-    labels !== undefined && (Object.keys(labels).length === 0 || current === undefined || Object.entries(labels).some(([name, value]) => current.group.labels[name] !== value));
+    labels !== undefined && (Object.keys(labels).length === 0 || current === undefined || Object.entries(labels).some(([name, value]) => own(current.group.labels, name) !== value));
   // applyPost checks the list (empty, duplicates) even when every target is a renewal.
   const duplicateCheck = change.targets.length === 0 || new Set(change.targets).size !== change.targets.length;
   const group =
     added.length > 0 || labelsChange || duplicateCheck || current === undefined
       ? applyPost(current?.group, { targets: duplicateCheck ? change.targets : added.length > 0 ? added : undefined, labels: labelsChange ? labels : undefined }, appEnv)
       : current.group;
-  return { group, expires: onlyOf(withNamed(current?.expires ?? NO_DEADLINES, change.targets, timing), group.targets) };
+  return { group, expires: deadlinesOf(withNamed(current?.expires ?? NO_DEADLINES, change.targets, timing), group.targets) };
 }
 
 /** DELETE: the removed targets' deadlines go with them. */
 export function deleteRegistration(current: Registration | undefined, change: Change, appEnv: AppEnv): Registration | null {
   const group = applyDelete(current?.group, change, appEnv);
   if (group === null) return null;
-  return { group, expires: onlyOf(current?.expires ?? NO_DEADLINES, group.targets) };
+  return { group, expires: deadlinesOf(current?.expires ?? NO_DEADLINES, group.targets) };
 }
 
 /**
@@ -89,9 +79,9 @@ export function deleteRegistration(current: Registration | undefined, change: Ch
  */
 export function expireRegistration(current: Registration | undefined, now: number): Registration | null {
   if (current === undefined) return null;
-  const due = new Set(current.group.targets.filter((target) => (current.expires[target] ?? Infinity) <= now));
+  const due = new Set(current.group.targets.filter((target) => (current.expires.get(target) ?? Infinity) <= now));
   if (due.size === 0) return current;
   const targets = current.group.targets.filter((target) => !due.has(target));
   if (targets.length === 0) return null;
-  return { group: { targets, labels: current.group.labels }, expires: onlyOf(current.expires, targets) };
+  return { group: { targets, labels: current.group.labels }, expires: deadlinesOf(current.expires, targets) };
 }

@@ -1,5 +1,5 @@
 import { RuleError } from "../errors.js";
-import type { AppEnv, Change, Labels, TargetGroup } from "../model.js";
+import { own, type AppEnv, type Change, type Labels, type TargetGroup } from "../model.js";
 
 /**
  * SPEC §6 as pure functions: (current group, request) → new group, or a RuleError
@@ -13,8 +13,8 @@ const DEFAULT_LABELS = ["job", "env"] as const;
 export function withDefaults(labels: Labels, { application, environment }: AppEnv): Labels {
   const rest = Object.entries(labels).filter(([name]) => name !== "job" && name !== "env");
   return Object.fromEntries([
-    ["job", labels.job ?? application],
-    ["env", labels.env ?? environment],
+    ["job", own(labels, "job") ?? application],
+    ["env", own(labels, "env") ?? environment],
     ...rest,
   ]);
 }
@@ -88,7 +88,7 @@ export function applyPost(current: TargetGroup | undefined, change: Change, appE
     if (given.length === 0) {
       throw new RuleError(400, 'POST with "labels" needs at least one label');
     }
-    if (current !== undefined && given.every(([name, value]) => currentLabels[name] === value)) {
+    if (current !== undefined && given.every(([name, value]) => own(currentLabels, name) === value)) {
       throw new RuleError(400, `none of the labels changes anything for ${describe(appEnv)}: they already have these values`);
     }
     labels = { ...currentLabels, ...change.labels };
@@ -128,13 +128,14 @@ export function applyDelete(current: TargetGroup | undefined, change: Change, ap
       if ((DEFAULT_LABELS as readonly string[]).includes(name)) {
         throw new RuleError(400, `label ${JSON.stringify(name)} cannot be deleted; PUT or POST another value instead`);
       }
-      if (!Object.hasOwn(labels, name)) {
+      const registered = own(labels, name);
+      if (registered === undefined) {
         throw new RuleError(400, `label ${JSON.stringify(name)} is not registered for ${describe(appEnv)}`);
       }
-      if (labels[name] !== value) {
+      if (registered !== value) {
         throw new RuleError(
           400,
-          `label ${JSON.stringify(name)} has the value ${JSON.stringify(labels[name])}, not ${JSON.stringify(value)}; ` +
+          `label ${JSON.stringify(name)} has the value ${JSON.stringify(registered)}, not ${JSON.stringify(value)}; ` +
             "DELETE removes a label only when the value matches",
         );
       }

@@ -1,6 +1,7 @@
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { NO_DEADLINES } from "../../src/model.js";
 import { temporaryPathFor, writeFileAtomically } from "../../src/filestore/atomic-write.js";
 import { isLeftoverTempFile } from "../../src/filestore/naming.js";
 import { FileStore } from "../../src/filestore/store.js";
@@ -40,7 +41,7 @@ describe("atomic write", () => {
     const umask = process.umask(0o077);
     try {
       const store = await FileStore.open({ directory, logger: silentLogger });
-      await store.update({ application: "billing", environment: "prod" }, () => ({ group: { targets: ["a:1"], labels: {} }, expires: {} }));
+      await store.update({ application: "billing", environment: "prod" }, () => ({ group: { targets: ["a:1"], labels: {} }, expires: NO_DEADLINES }));
       expect((await stat(join(directory, "billing@prod.json"))).mode & 0o777).toBe(0o644);
     } finally {
       process.umask(umask);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { NO_DEADLINES } from "../../src/model.js";
 import type { Entry } from "../../src/filestore/store.js";
 import { GroupListJson } from "../../src/handlers/group-list-json.js";
 
@@ -7,7 +8,7 @@ function entry(application: string, environment: string, targets: string[]): Ent
     appEnv: { application, environment },
     fileName: `${application}@${environment}.json`,
     group: { targets, labels: { job: application, env: environment } },
-    expires: {},
+    expires: NO_DEADLINES,
     changedAt: new Date(0),
     text: "",
   };

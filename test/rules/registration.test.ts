@@ -1,10 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { RuleError } from "../../src/errors.js";
-import type { Change, Registration } from "../../src/model.js";
+import type { Change, Deadlines, Registration } from "../../src/model.js";
 import { deleteRegistration, expireRegistration, postRegistration, putRegistration } from "../../src/rules/registration.js";
 import { applyDelete, applyPost, applyPut } from "../../src/rules/rules.js";
 import { refused } from "./refused.js";
+
+const deadlines = (byTarget: Record<string, number>): Deadlines => new Map(Object.entries(byTarget));
 
 const appEnv = { application: "billing", environment: "prod-hou" };
 const defaults = { job: "billing", env: "prod-hou" };
@@ -14,32 +16,32 @@ const T0 = Date.UTC(2026, 0, 1);
 describe("deadlines (SPEC §10)", () => {
   it("PUT with a ttl gives every named target now + ttl; without one they are permanent", () => {
     const put = putRegistration(undefined, { targets: ["a:1", "b:2"] }, appEnv, { now: T0, ttlMs: 60_000 });
-    expect(put.expires).toEqual({ "a:1": T0 + 60_000, "b:2": T0 + 60_000 });
-    expect(putRegistration(put, { targets: ["a:1"] }, appEnv, { now: T0 + 1 }).expires).toEqual({});
+    expect(put.expires).toEqual(deadlines({ "a:1": T0 + 60_000, "b:2": T0 + 60_000 }));
+    expect(putRegistration(put, { targets: ["a:1"] }, appEnv, { now: T0 + 1 }).expires).toEqual(deadlines({}));
   });
 
   it("PUT of labels alone keeps the deadlines; a ttl without targets is refused", () => {
     const put = putRegistration(undefined, { targets: ["a:1"] }, appEnv, { now: T0, ttlMs: 5000 });
-    expect(putRegistration(put, { labels: { team: "x" } }, appEnv, { now: T0 + 1 }).expires).toEqual({ "a:1": T0 + 5000 });
+    expect(putRegistration(put, { labels: { team: "x" } }, appEnv, { now: T0 + 1 }).expires).toEqual(deadlines({ "a:1": T0 + 5000 }));
     expect(refused(() => putRegistration(put, { labels: { team: "x" } }, appEnv, { now: T0, ttlMs: 5000 })).message).toContain('needs "targets"');
   });
 
   it("POST with a ttl is a heartbeat: renews what is registered, adds what is not, and never refuses a renewal", () => {
     const first = postRegistration(undefined, { targets: ["a:1"], labels: { team: "core" } }, appEnv, { now: T0, ttlMs: 3000 });
-    expect(first).toEqual({ group: { targets: ["a:1"], labels: { ...defaults, team: "core" } }, expires: { "a:1": T0 + 3000 } });
+    expect(first).toEqual({ group: { targets: ["a:1"], labels: { ...defaults, team: "core" } }, expires: deadlines({ "a:1": T0 + 3000 }) });
     // The same heartbeat again: the labels already hold those values, and that is fine.
     const again = postRegistration(first, { targets: ["a:1"], labels: { team: "core" } }, appEnv, { now: T0 + 1000, ttlMs: 3000 });
     expect(again.group).toBe(first.group);
-    expect(again.expires).toEqual({ "a:1": T0 + 4000 });
+    expect(again.expires).toEqual(deadlines({ "a:1": T0 + 4000 }));
     const more = postRegistration(again, { targets: ["a:1", "b:2"] }, appEnv, { now: T0 + 2000, ttlMs: 3000 });
     expect(more.group.targets).toEqual(["a:1", "b:2"]);
-    expect(more.expires).toEqual({ "a:1": T0 + 5000, "b:2": T0 + 5000 });
+    expect(more.expires).toEqual(deadlines({ "a:1": T0 + 5000, "b:2": T0 + 5000 }));
   });
 
   it("POST without a ttl keeps §6: a registered target is refused; a new one is permanent", () => {
     const current = postRegistration(undefined, { targets: ["a:1"] }, appEnv, { now: T0, ttlMs: 3000 });
     expect(refused(() => postRegistration(current, { targets: ["a:1"] }, appEnv, { now: T0 })).message).toContain("already registered");
-    expect(postRegistration(current, { targets: ["b:2"] }, appEnv, { now: T0 }).expires).toEqual({ "a:1": T0 + 3000 });
+    expect(postRegistration(current, { targets: ["b:2"] }, appEnv, { now: T0 }).expires).toEqual(deadlines({ "a:1": T0 + 3000 }));
   });
 
   it("a heartbeat still refuses a duplicated or empty target list", () => {
@@ -49,7 +51,7 @@ describe("deadlines (SPEC §10)", () => {
 
   it("DELETE takes the removed targets' deadlines with them", () => {
     const current = putRegistration(undefined, { targets: ["a:1", "b:2"] }, appEnv, { now: T0, ttlMs: 1000 });
-    expect(deleteRegistration(current, { targets: ["a:1"] }, appEnv)?.expires).toEqual({ "b:2": T0 + 1000 });
+    expect(deleteRegistration(current, { targets: ["a:1"] }, appEnv)?.expires).toEqual(deadlines({ "b:2": T0 + 1000 }));
   });
 
   it("expiry removes exactly the targets due, keeps labels, and takes the group when the last one goes", () => {
@@ -101,7 +103,7 @@ describe("properties with a driven clock", () => {
             state = after ?? undefined;
             if (before !== undefined && state !== undefined) expect(state.group.labels).toEqual(before.group.labels);
             if (before !== undefined) {
-              const due = before.group.targets.filter((t) => (before.expires[t] ?? Infinity) <= now);
+              const due = before.group.targets.filter((t) => (before.expires.get(t) ?? Infinity) <= now);
               expect(state?.group.targets ?? []).toEqual(before.group.targets.filter((t) => !due.includes(t)));
             }
             plainGroup = state?.group as typeof plainGroup;
@@ -124,15 +126,15 @@ describe("properties with a driven clock", () => {
             }
             for (const t of s.kind === "DELETE" ? [] : (s.change.targets ?? [])) {
               if (next === null) break;
-              expect(next.expires[t]).toBe(timing.ttlMs === undefined ? undefined : now + timing.ttlMs);
+              expect(next.expires.get(t)).toBe(timing.ttlMs === undefined ? undefined : now + timing.ttlMs);
             }
             state = next ?? undefined;
             plainGroup = state?.group as typeof plainGroup;
           }
           if (state !== undefined) {
             expect(state.group.targets.length).toBeGreaterThan(0);
-            for (const t of Object.keys(state.expires)) expect(state.group.targets).toContain(t);
-            for (const deadline of Object.values(state.expires)) expect(deadline).toBeGreaterThan(s.kind === "tick" ? now : now - 1);
+            for (const t of state.expires.keys()) expect(state.group.targets).toContain(t);
+            for (const deadline of state.expires.values()) expect(deadline).toBeGreaterThan(s.kind === "tick" ? now : now - 1);
           }
         }
       }),
