@@ -11,6 +11,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     reporters: ["default"],
+    // A test fails when a bug surfaced while it ran: an unhandled rejection, or a child service's caught one.
+    setupFiles: ["test/support/no-stray-errors.ts"],
     projects: [
       { extends: true, test: { name: "all", include: ["test/**/*.test.ts"], provide: { etcdEndpoints: [] } } },
       {

@@ -3,10 +3,12 @@ import Koa from "koa";
 import { HttpMethodEnum, koaBody } from "koa-body";
 import type { Logger } from "pino";
 import { OPEN, type Guards } from "./auth/authorize.js";
+import { EVERY_GROUP, type GroupSelector } from "./etcdstore/selector.js";
 import type { Store } from "./store.js";
 import { onlyGet } from "./handlers/allowed-methods.js";
 import { errorAnswers, logAppError, unreadableBody } from "./handlers/errors.js";
-import { deleteGroup, getGroup, methodNotAllowed, notFound, postGroup, putGroup } from "./handlers/groups.js";
+import { deleteGroup, getGroup, methodNotAllowed, postGroup, putGroup } from "./handlers/groups.js";
+import { acceptsOnly, notFound, reservedNotFound } from "./handlers/unknown.js";
 import { healthy, ready, type Readiness } from "./handlers/health.js";
 import { httpSd } from "./handlers/http-sd.js";
 import { index } from "./handlers/index.js";
@@ -29,8 +31,10 @@ export interface AppDependencies {
   readonly readiness?: Readiness;
   /** Default: no tokens needed (AUTH_TOKENS_FILE not set). */
   readonly guards?: Guards;
-  /** SPEC §12, from PROMETHEUS_URL. Default: none; the status endpoints say what to set. */
+  /** From PROMETHEUS_URL. Default: none; the status endpoints say what to set. */
   readonly status?: StatusService | undefined;
+  /** The groups this instance serves to Prometheus (GROUP_SELECTOR): its files and /-/http_sd. Default: every group. */
+  readonly share?: GroupSelector;
 }
 
 const ALWAYS_READY: Readiness = { notReadyBecause: () => undefined };
@@ -47,6 +51,7 @@ export function complete(dependencies: AppDependencies): Wiring {
     readiness: dependencies.readiness ?? ALWAYS_READY,
     guards: dependencies.guards ?? OPEN,
     status: dependencies.status,
+    share: dependencies.share ?? EVERY_GROUP,
   };
 }
 
@@ -54,7 +59,7 @@ export function complete(dependencies: AppDependencies): Wiring {
  * Every route the service answers. The service's own endpoints come first and
  * answer 405 to other methods: `/-/…` also matches `/:application/:environment`.
  */
-export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, status }: Wiring): Router {
+export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, status, share }: Wiring): Router {
   // Every supported body arrives as text; src/parse decides what it means.
   const body = koaBody({
     json: false,
@@ -66,39 +71,46 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     onError: unreadableBody,
   });
 
+  const none = (route: string) => acceptsOnly(route, []);
+  const filters = (route: string) => acceptsOnly(route, ["application", "environment"]);
+  const GROUP = "/<application>/<environment>";
+  const ttlElsewhere = new Map([["ttl", "?ttl= is for PUT and POST; DELETE removes targets at once"]]);
+
   const router = new Router();
   router
-    .get("/", guards.read, htmlOrJson(page(store, { health: status !== undefined }), index(store)))
+    .get("/", acceptsOnly("/", ["application", "environment", "q"]), guards.read, htmlOrJson(page(store, { health: status !== undefined }), index(store)))
     .all("/", onlyGet)
-    .get("/metrics", metricsText(metrics.registry))
+    .get("/metrics", none("/metrics"), metricsText(metrics.registry))
     .all("/metrics", onlyGet)
-    .get("/-/healthy", healthy)
+    .get("/-/healthy", none("/-/healthy"), healthy)
     .all("/-/healthy", onlyGet)
-    .get("/-/ready", ready(readiness))
+    .get("/-/ready", none("/-/ready"), ready(readiness))
     .all("/-/ready", onlyGet)
-    .get("/-/http_sd", guards.read, httpSd(store))
+    .get("/-/http_sd", filters("/-/http_sd"), guards.read, httpSd(store, share))
     .all("/-/http_sd", onlyGet)
-    .get("/-/openapi.json", openapi)
-    .all("/-/openapi.json", onlyGet);
-  // Is it scraped? (SPEC §12)
-  router
-    .get("/-/status", guards.read, allStatus(store, status))
-    .all("/-/status", onlyGet)
-    .get("/:application/:environment/status", guards.read, groupStatus(status))
-    .all("/:application/:environment/status", onlyGet);
+    .get("/-/openapi.json", none("/-/openapi.json"), openapi)
+    .all("/-/openapi.json", onlyGet)
+    .get("/-/status", filters("/-/status"), guards.read, allStatus(store, status))
+    .all("/-/status", onlyGet);
   // The page's script, stylesheet and icon: no registered data, so never a token.
   router
-    .get("/-/ui/app.js", uiAsset("app.js"))
+    .get("/-/ui/app.js", none("/-/ui/app.js"), uiAsset("app.js"))
     .all("/-/ui/app.js", onlyGet)
-    .get("/-/ui/app.css", uiAsset("app.css"))
+    .get("/-/ui/app.css", none("/-/ui/app.css"), uiAsset("app.css"))
     .all("/-/ui/app.css", onlyGet)
-    .get("/-/ui/icon.svg", uiAsset("icon.svg"))
+    .get("/-/ui/icon.svg", none("/-/ui/icon.svg"), uiAsset("icon.svg"))
     .all("/-/ui/icon.svg", onlyGet);
+  // Every other /-/ path: after the endpoints above, before /<application>/<environment> would take "-" for a name.
+  router.all("/-/{*rest}", reservedNotFound);
+  // Is it scraped?
   router
-    .get("/:application/:environment", guards.read, getGroup(store))
-    .put("/:application/:environment", guards.write, body, putGroup(store))
-    .post("/:application/:environment", guards.write, body, postGroup(store))
-    .delete("/:application/:environment", guards.write, body, deleteGroup(store))
+    .get("/:application/:environment/status", acceptsOnly(`${GROUP}/status`, ["wait"]), guards.read, groupStatus(status))
+    .all("/:application/:environment/status", onlyGet);
+  router
+    .get("/:application/:environment", none(GROUP), guards.read, getGroup(store))
+    .put("/:application/:environment", acceptsOnly(GROUP, ["ttl"]), guards.write, body, putGroup(store))
+    .post("/:application/:environment", acceptsOnly(GROUP, ["ttl"]), guards.write, body, postGroup(store))
+    .delete("/:application/:environment", acceptsOnly(GROUP, [], ttlElsewhere), guards.write, body, deleteGroup(store))
     .all("/:application/:environment", methodNotAllowed);
   return router;
 }
@@ -111,7 +123,7 @@ export function createApp(dependencies: AppDependencies): Koa {
   app.on("error", logAppError(logger));
   app.use(requestLog(logger));
   app.use(metrics.countRequests);
-  app.use(errorAnswers(logger, maxBodyBytes));
+  app.use(errorAnswers(logger, maxBodyBytes, metrics.internalError));
   app.use(metrics.noteRejections);
   app.use(createRouter(wiring).routes());
   app.use(notFound);

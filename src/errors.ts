@@ -66,3 +66,17 @@ export class StoreUnavailableError extends StoreError {
     this.name = "StoreUnavailableError";
   }
 }
+
+/**
+ * A bug stopped a change half-way (something threw that no rule or disk
+ * explains): a 500, logged with its stack and counted
+ * (file_sd_internal_errors_total). The change may or may not have been
+ * applied, and the message says so.
+ */
+export class InternalError extends Error {
+  readonly status = 500;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "InternalError";
+  }
+}

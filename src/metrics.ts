@@ -27,9 +27,14 @@ export interface ServiceMetrics {
   /** `file_sd_ready` follows `/-/ready`, read at scrape time. */
   measureReadiness(readiness: { notReadyBecause(): string | undefined }): void;
   tokensFileReloaded(result: "ok" | "error"): void;
-  /** Targets this instance removed because their deadline passed (SPEC §10). */
+  /** Targets this instance removed because their deadline passed. */
   targetsExpired(count: number): void;
+  /** A bug was caught and answered or logged instead of ending the process (file_sd_internal_errors_total). */
+  internalError(where: InternalErrorPlace): void;
 }
+
+/** Where a bug was caught: a request's handler, a lane's batch of changes, or the process (an unhandled rejection). */
+export type InternalErrorPlace = "request" | "lane" | "process";
 
 /** What the gauges read at scrape time: the store. */
 export interface Registered {
@@ -135,7 +140,15 @@ export function createMetrics(): ServiceMetrics {
     registers,
   });
 
+  const internalErrors = new Counter({
+    name: `${PREFIX}internal_errors_total`,
+    help: "Bugs caught instead of ending the process: a 500 from a handler (where=request) or a batch of changes (where=lane), an unhandled rejection (where=process). Should stay 0; the log has each stack.",
+    labelNames: ["where"] as const,
+    registers,
+  });
+
   // Series that exist from the start, at 0, so rate() and alerts see the first increase.
+  for (const where of ["request", "lane", "process"] as const) internalErrors.inc({ where }, 0);
   for (const reason of REJECT_REASONS) rejected.inc({ reason }, 0);
   for (const result of ["ok", "error"] as const) tokenReloads.inc({ result }, 0);
 
@@ -175,6 +188,7 @@ export function createMetrics(): ServiceMetrics {
     readFailed: () => readErrors.inc(),
     outsideChange: () => outsideChanges.inc(),
     leftoverRemoved: () => leftoversRemoved.inc(),
+    internalError: () => internalErrors.inc({ where: "lane" }),
   };
 
   // prom-client hashes the label set on every call; the sets are few, so keep their children.
@@ -227,6 +241,7 @@ export function createMetrics(): ServiceMetrics {
     },
     tokensFileReloaded: (result) => tokenReloads.inc({ result }),
     targetsExpired: (count) => expired.inc(count),
+    internalError: (where) => internalErrors.inc({ where }),
   };
 }
 
@@ -237,7 +252,7 @@ function routeOf(ctx: object): string {
 }
 
 /** The series of etcd mode (SPEC §9), registered only when ETCD_ENDPOINTS is set. */
-export function createEtcdMetrics(registry: Registry): EtcdObserver {
+export function createEtcdMetrics(registry: Registry, internalError: (where: "lane") => void): EtcdObserver {
   const registers = [registry];
   const connected = new Gauge({
     name: `${PREFIX}etcd_connected`,
@@ -271,6 +286,20 @@ export function createEtcdMetrics(registry: Registry): EtcdObserver {
     help: "Managed files changed from outside in etcd mode and put back to etcd's value.",
     registers,
   });
+  const tombstones = new Counter({
+    name: `${PREFIX}etcd_tombstones_removed_total`,
+    help: "Deleted groups whose keys this instance removed from etcd, once no change computed before the deletion could still arrive.",
+    registers,
+  });
+  let known: () => number = () => 0;
+  new Gauge({
+    name: `${PREFIX}etcd_known_groups`,
+    help: "Groups whose etcd keys this instance keeps in memory, recently deleted ones included; follows file_sd_groups once deletions are collected.",
+    registers,
+    collect() {
+      this.set(known());
+    },
+  });
   connected.set(0);
   return {
     connected: (isConnected) => connected.set(isConnected ? 1 : 0),
@@ -279,5 +308,10 @@ export function createEtcdMetrics(registry: Registry): EtcdObserver {
     conflict: () => conflicts.inc(),
     committed: (seconds) => commits.observe(seconds),
     putBack: () => putBack.inc(),
+    internalError: () => internalError("lane"),
+    tombstonesRemoved: (groups) => tombstones.inc(groups),
+    measureKnown: (count) => {
+      known = count;
+    },
   };
 }

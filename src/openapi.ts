@@ -199,7 +199,7 @@ export const OPENAPI: OpenApiDocument = {
         operationId: "index",
         summary: "Everything registered: file name, target count, labels and last change per application/environment",
         tags: ["discovery"],
-        parameters: FILTER_PARAMETERS,
+        parameters: [...FILTER_PARAMETERS, ref("parameters", "pageFilter")],
         responses: {
           "200": {
             description:
@@ -497,6 +497,12 @@ export const OPENAPI: OpenApiDocument = {
         style: "form",
         explode: true,
       },
+      pageFilter: {
+        name: "q",
+        in: "query",
+        description: "The page only (a browser): its filter, e.g. `billing health:down team=core`; the JSON index ignores it.",
+        schema: { type: "string" },
+      },
       environmentFilter: {
         name: "environment",
         in: "query",
@@ -507,7 +513,10 @@ export const OPENAPI: OpenApiDocument = {
       },
     },
     responses: {
-      BadRequest: { description: "A bad name, body or rule; the message says which.", content: json(ref("schemas", "Error")) },
+      BadRequest: {
+        description: "A bad name, body, rule or query parameter (each route takes only the parameters listed for it); the message says which.",
+        content: json(ref("schemas", "Error")),
+      },
       Unauthorized: {
         description: "No token, or one not in AUTH_TOKENS_FILE (only when it is set).",
         headers: { "WWW-Authenticate": { description: "Bearer", schema: { type: "string" } } },

@@ -21,6 +21,8 @@ export interface RunningService {
   readonly store: Store;
   /** Stops accepting, lets requests in flight finish and their writes land, stops the watches. */
   close(): Promise<void>;
+  /** A bug that reached the process (an unhandled rejection, an uncaught exception): logged with its stack and counted. */
+  caught(error: unknown, kind: "unhandled rejection" | "uncaught exception"): void;
 }
 
 const DRAIN_TIMEOUT_MS = 10_000;
@@ -32,6 +34,9 @@ export interface ServiceOptions {
    * Tests give instances clocks that run ahead or behind (SPEC §10).
    */
   readonly now?: () => number;
+  /** etcd mode: how long a deleted group's keys stay in etcd, and how often they are looked for (tests). */
+  readonly tombstoneAgeMs?: number;
+  readonly collectIntervalMs?: number;
 }
 
 /**
@@ -45,7 +50,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   // first request on the service is ready, until shutdown begins. etcd mode: ready once in step
   // with etcd, and again whenever it is.
   let shuttingDown = false;
-  const { store, view, stopBackend, backendProblem } = await openStore(config, logger, metrics, now);
+  const { store, view, stopBackend, backendProblem } = await openStore(config, logger, metrics, { ...options, now });
   metrics.measureRegistered(store);
   const readiness = { notReadyBecause: () => (shuttingDown ? "shutting down" : backendProblem()) };
   metrics.measureReadiness(readiness);
@@ -76,6 +81,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     readiness,
     guards: tokens === undefined ? OPEN : guards(tokens),
     status,
+    ...(config.etcd?.groupSelector === undefined ? {} : { share: config.etcd.groupSelector.matches }),
   });
 
   let server: Server;
@@ -127,7 +133,11 @@ export async function startService(config: Config, logger: Logger, options: Serv
     })();
     return closing;
   };
-  return { url, store, close };
+  const caught = (error: unknown, kind: "unhandled rejection" | "uncaught exception"): void => {
+    metrics.internalError("process");
+    logger.error({ err: error, bug: true }, `${kind}: a bug, caught and logged; the service goes on`);
+  };
+  return { url, store, close, caught };
 }
 
 interface Backend {
@@ -139,7 +149,8 @@ interface Backend {
 }
 
 /** The one place the registry is chosen: the directory (default) or etcd (ETCD_ENDPOINTS). */
-async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics, now: () => number): Promise<Backend> {
+async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics, options: ServiceOptions & { now: () => number }): Promise<Backend> {
+  const { now } = options;
   if (config.etcd === undefined) {
     const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver, now });
     return { store, view: store, stopBackend: async () => undefined, backendProblem: () => undefined };
@@ -165,8 +176,10 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
     namespace,
     view,
     logger,
-    observer: createEtcdMetrics(metrics.registry),
+    observer: createEtcdMetrics(metrics.registry, metrics.internalError),
     now,
+    ...(options.tombstoneAgeMs === undefined ? {} : { tombstoneAgeMs: options.tombstoneAgeMs }),
+    ...(options.collectIntervalMs === undefined ? {} : { collectIntervalMs: options.collectIntervalMs }),
   });
   logger.info(
     { endpoints: etcdConfig.endpoints, prefix: etcdConfig.prefix, selector: etcdConfig.groupSelector?.text ?? "every group" },

@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { pino, type Logger } from "pino";
 import { inject } from "vitest";
 import { loadConfig, type Config } from "../src/config.js";
-import { startService, type RunningService } from "../src/server.js";
+import { startService, type RunningService, type ServiceOptions } from "../src/server.js";
 
 export const silentLogger: Logger = pino({ level: "silent" });
 
@@ -49,12 +49,12 @@ export function backendEnv(): Record<string, string> {
 
 /** A real listener on a free loopback port, writing to a real temporary directory. */
 export async function startTestService(
-  options: { directory?: string; env?: Record<string, string>; logger?: Logger; now?: () => number } = {},
+  options: { directory?: string; env?: Record<string, string>; logger?: Logger; now?: () => number; service?: ServiceOptions } = {},
 ): Promise<TestService> {
   const ownsDirectory = options.directory === undefined;
   const directory = options.directory ?? (await makeTempDir());
   const config: Config = loadConfig({ BIND: "127.0.0.1:0", FILE_SD_DIRECTORY: directory, ...backendEnv(), ...options.env });
-  const service = await startService(config, options.logger ?? silentLogger, { now: options.now });
+  const service = await startService(config, options.logger ?? silentLogger, { ...options.service, ...(options.now === undefined ? {} : { now: options.now }) });
   if (config.etcd !== undefined) await waitUntilReady(service.url);
   let closed = false;
   return {

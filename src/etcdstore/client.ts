@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, isBrokenCircuitError, noop } from "cockatiel";
 import { Etcd3, isRecoverableError, type IOptions, type Namespace } from "etcd3";
@@ -6,13 +7,14 @@ import { StoreUnavailableError } from "../errors.js";
 
 const MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
 
-/** The key of one application/environment's group, under the namespace of ETCD_PREFIX. */
-export const GROUPS = "groups/";
 /**
- * The deadlines of a group's expiring targets (SPEC §10), `{"<target>": "<ISO time>"}`;
- * absent when every target is permanent. Written in the same transaction as the group.
+ * A name for one store among the instances sharing etcd: the name of its
+ * commit markers (src/etcdstore/keys.ts). New at every start, so no two
+ * instances ever share one, not even two in one process.
  */
-export const EXPIRES = "expires/";
+export function newInstanceId(): string {
+  return randomBytes(9).toString("base64url");
+}
 
 /**
  * An etcd v3 client (the `etcd3` package, gRPC) for ETCD_ENDPOINTS with the TLS

@@ -2,24 +2,34 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Namespace } from "etcd3";
 import type { EtcdConfig } from "../config.js";
+import { parseDeadlines, serializeDeadlines } from "../filestore/deadlines-file.js";
 import { parseGroupFile, serializeGroup } from "../filestore/group-file.js";
-import { appEnvOfFileName } from "../filestore/naming.js";
-import { beforeDeadline, describeEtcdError, GROUPS } from "./client.js";
+import { appEnvOfFileName, deadlinesFileNameOf } from "../filestore/naming.js";
+import { appEnvKey, deadlinesOf, NO_DEADLINES, type Deadlines, type TargetGroup } from "../model.js";
+import { beforeDeadline, describeEtcdError } from "./client.js";
+import { absentAt, etcdKeyOf, GC, modRevisionOf, NO_DEADLINES_TEXT, valueOf, type KeyValue } from "./keys.js";
 
-export type ImportResult = "imported" | "overwritten" | "unchanged" | "empty" | "exists" | "invalid" | "failed";
+export type ImportResult = "imported" | "overwritten" | "unchanged" | "empty" | "expired" | "exists" | "invalid" | "failed";
 
 export interface ImportSummary {
   readonly counts: Readonly<Record<ImportResult, number>>;
+  /** Expiring targets whose deadlines went into etcd with them. */
+  readonly deadlinesCarried: number;
+  /** Targets whose deadline had passed: applied (left out), not imported. */
+  readonly alreadyExpired: number;
   /** Every group is in etcd as the directory has it (or the file registered nothing). */
   readonly allIn: boolean;
 }
 
 /**
- * Copies every managed file of `directory` into etcd (SPEC §9, moving from one
- * instance to several). A key that exists is left alone unless `overwrite`:
- * the check and the write are one transaction, so a group another instance
- * registers meanwhile is never overwritten by accident. Reports one line per
- * group through `print`.
+ * Copies every managed file of `directory` into etcd (moving from one instance
+ * to several), each with its deadlines (`<application>@<environment>.expires`):
+ * a target whose deadline has passed is left out, as the service would have
+ * removed it, and a group whose every target expired is not imported. A group
+ * etcd already holds is left alone unless `overwrite`. Each group is one
+ * transaction that compares what it read, with the same rules as the service's
+ * own changes (src/etcdstore/keys.ts), so a group another instance registers
+ * meanwhile is never overwritten by accident. Reports one line per group.
  */
 export async function importDirectory(options: {
   readonly directory: string;
@@ -27,79 +37,137 @@ export async function importDirectory(options: {
   readonly config: EtcdConfig;
   readonly overwrite: boolean;
   readonly print: (line: string) => void;
+  readonly now?: number;
 }): Promise<ImportSummary> {
   const { directory, namespace, config, overwrite, print } = options;
-  const counts: Record<ImportResult, number> = { imported: 0, overwritten: 0, unchanged: 0, empty: 0, exists: 0, invalid: 0, failed: 0 };
+  const now = options.now ?? Date.now();
+  const counts: Record<ImportResult, number> = { imported: 0, overwritten: 0, unchanged: 0, empty: 0, expired: 0, exists: 0, invalid: 0, failed: 0 };
+  let deadlinesCarried = 0;
+  let alreadyExpired = 0;
   const names = (await readdir(directory)).filter((name) => appEnvOfFileName(name) !== undefined).sort();
   for (const name of names) {
-    const key = GROUPS + name.slice(0, -".json".length);
-    let text: string;
+    const appEnv = appEnvOfFileName(name)!;
+    let group: TargetGroup | undefined;
+    let deadlines: Deadlines;
+    let note = "";
     try {
-      const group = parseGroupFile(await readFile(join(directory, name), "utf8"));
-      if (group === undefined) {
-        counts.empty++;
-        print(`empty      ${name}: registers nothing; nothing to import`);
-        continue;
-      }
-      // The value is what this service would have written: the same bytes on every instance.
-      text = serializeGroup(group);
+      group = parseGroupFile(await readFile(join(directory, name), "utf8"));
+      ({ deadlines, note } = await deadlinesBeside(directory, deadlinesFileNameOf(appEnv)));
     } catch (error) {
       counts.invalid++;
       print(`invalid    ${name}: ${(error as Error).message}; not imported`);
       continue;
     }
+    if (group === undefined) {
+      counts.empty++;
+      print(`empty      ${name}: registers nothing; nothing to import`);
+      continue;
+    }
+    deadlines = deadlinesOf(deadlines, group.targets);
+    const expired = group.targets.filter((target) => (deadlines.get(target) ?? Infinity) <= now);
+    if (expired.length === group.targets.length) {
+      counts.expired++;
+      alreadyExpired += expired.length;
+      print(`expired    ${name}: the deadline of every target has passed; not imported`);
+      continue;
+    }
+    const targets = group.targets.filter((target) => !expired.includes(target));
+    const kept = deadlinesOf(deadlines, targets);
+    // The values are what the service would have written: the same bytes on every instance.
+    const texts = { group: serializeGroup({ targets, labels: group.labels }), expires: kept.size === 0 ? undefined : serializeDeadlines(kept) };
+    const detail = [
+      kept.size > 0 ? `${kept.size} expiring target${kept.size === 1 ? "" : "s"} with ${kept.size === 1 ? "its deadline" : "their deadlines"}` : "",
+      expired.length > 0 ? `${expired.length} already expired and left out: ${expired.join(", ")}` : "",
+      note,
+    ].filter((part) => part !== "");
+    const suffix = detail.length === 0 ? "" : ` (${detail.join("; ")})`;
     try {
-      const deadline = Date.now() + config.timeoutMs;
-      const created = await beforeDeadline(deadline, (grpcDeadline) =>
-        namespace.if(key, "Create", "==", 0).then(namespace.put(key).value(text)).else(namespace.get(key)).options({ deadline: grpcDeadline }).commit(),
+      const result = await importOne(namespace, config, appEnvKey(appEnv), texts, overwrite);
+      counts[result]++;
+      if (result === "imported" || result === "overwritten") {
+        deadlinesCarried += kept.size;
+        alreadyExpired += expired.length;
+      }
+      print(
+        result === "imported" ? `imported   ${name}${suffix}`
+        : result === "overwritten" ? `overwrote  ${name}: etcd held a different group${suffix}`
+        : result === "unchanged" ? `unchanged  ${name}: etcd already holds the same group`
+        : `skipped    ${name}: etcd already holds a different group for it; --overwrite replaces it`,
       );
-      if (created.succeeded) {
-        counts.imported++;
-        print(`imported   ${name}`);
-        continue;
-      }
-      const held = created.responses[0]?.response_range?.kvs[0];
-      const existing = held?.value.toString("utf8");
-      if (held !== undefined && registersNothing(existing)) {
-        // The key of a deleted group: nothing is registered, so this is not an overwrite.
-        const replaced = await beforeDeadline(deadline, (grpcDeadline) =>
-          namespace.if(key, "Mod", "==", Number(held.mod_revision)).then(namespace.put(key).value(text)).options({ deadline: grpcDeadline }).commit(),
-        );
-        if (replaced.succeeded) {
-          counts.imported++;
-          print(`imported   ${name}`);
-          continue;
-        }
-      }
-      if (existing === text) {
-        counts.unchanged++;
-        print(`unchanged  ${name}: etcd already holds the same group`);
-      } else if (overwrite) {
-        await beforeDeadline(deadline, (grpcDeadline) => namespace.put(key).value(text).options({ deadline: grpcDeadline }).exec());
-        counts.overwritten++;
-        print(`overwrote  ${name}: etcd held a different group`);
-      } else {
-        counts.exists++;
-        print(`skipped    ${name}: etcd already holds a different group for it; --overwrite replaces it`);
-      }
     } catch (error) {
       counts.failed++;
       print(`failed     ${name}: ${describeEtcdError(error)}`);
     }
   }
-  const summary = `${names.length} groups in ${directory}: ${counts.imported} imported, ${counts.overwritten} overwritten, ` +
-    `${counts.unchanged} already in etcd, ${counts.empty} empty, ${counts.exists} skipped (different in etcd), ` +
-    `${counts.invalid} invalid, ${counts.failed} failed`;
+  const summary =
+    `${names.length} groups in ${directory}: ${counts.imported} imported, ${counts.overwritten} overwritten, ` +
+    `${counts.unchanged} already in etcd, ${counts.empty} empty, ${counts.expired} expired, ${counts.exists} skipped (different in etcd), ` +
+    `${counts.invalid} invalid, ${counts.failed} failed; ${deadlinesCarried} deadlines carried, ${alreadyExpired} expired targets left out`;
   print(summary);
-  return { counts, allIn: counts.exists + counts.invalid + counts.failed === 0 };
+  return { counts, deadlinesCarried, alreadyExpired, allIn: counts.exists + counts.invalid + counts.failed === 0 };
 }
 
-/** A key that holds `[]` (a deleted group's key) or garbage registers nothing. */
-function registersNothing(text: string | undefined): boolean {
-  if (text === undefined) return true;
+/** The deadlines file beside a group, if any. One that does not parse leaves the targets permanent, as the service would. */
+async function deadlinesBeside(directory: string, name: string): Promise<{ deadlines: Deadlines; note: string }> {
+  let text: string;
   try {
-    return parseGroupFile(text) === undefined;
+    text = await readFile(join(directory, name), "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { deadlines: NO_DEADLINES, note: "" };
+    throw error;
+  }
+  try {
+    return { deadlines: parseDeadlines(text), note: "" };
+  } catch (error) {
+    return { deadlines: NO_DEADLINES, note: `${name} is not valid (${(error as Error).message}): its targets are imported as permanent` };
+  }
+}
+
+/**
+ * One group into etcd: read its keys, then one transaction that compares them
+ * (and `gc` when the group's key is absent) and writes the group and its
+ * deadlines. A key holding `[]` (a deleted group) is free.
+ */
+async function importOne(
+  namespace: Namespace,
+  config: EtcdConfig,
+  key: string,
+  texts: { readonly group: string; readonly expires: string | undefined },
+  overwrite: boolean,
+): Promise<"imported" | "overwritten" | "unchanged" | "exists"> {
+  const deadline = Date.now() + config.timeoutMs;
+  const keys = { group: etcdKeyOf("group", key), expires: etcdKeyOf("expires", key), commits: etcdKeyOf("commits", key) };
+  const read = await beforeDeadline(deadline, (grpcDeadline) =>
+    namespace
+      .if(GC, "Mod", "<", 0)
+      .else(namespace.get(keys.group), namespace.get(keys.expires), namespace.get(keys.commits), namespace.get(GC))
+      .options({ deadline: grpcDeadline })
+      .commit(),
+  );
+  const revision = Number(read.header.revision);
+  const at = (index: number): KeyValue => {
+    const kv = read.responses[index]?.response_range?.kvs[0];
+    return kv === undefined ? absentAt(revision) : valueOf(kv);
+  };
+  const [group, expires, commits, gc] = [at(0), at(1), at(2), at(3)];
+  const registered = group.present && registersSomething(group.text);
+  if (registered && group.text === texts.group && (expires.text ?? NO_DEADLINES_TEXT) === (texts.expires ?? NO_DEADLINES_TEXT)) return "unchanged";
+  if (registered && !overwrite) return "exists";
+
+  let txn = namespace.if(keys.group, "Mod", "==", modRevisionOf(group)).and(keys.expires, "Mod", "==", modRevisionOf(expires)).and(keys.commits, "Mod", "==", modRevisionOf(commits));
+  if (!group.present) txn = txn.and(GC, "Mod", "==", modRevisionOf(gc));
+  const expiresText = texts.expires ?? (expires.present ? NO_DEADLINES_TEXT : undefined);
+  const puts = [namespace.put(keys.group).value(texts.group), ...(expiresText === undefined ? [] : [namespace.put(keys.expires).value(expiresText)])];
+  const written = await beforeDeadline(deadline, (grpcDeadline) => txn.then(...puts).options({ deadline: grpcDeadline }).commit());
+  if (!written.succeeded) throw new Error("the group changed in etcd while it was being imported (another instance registered it?); run the import again");
+  return registered ? "overwritten" : "imported";
+}
+
+/** Only `[]` (a deleted group's key) registers nothing; a value that is not a group is someone's, and left alone. */
+function registersSomething(text: string): boolean {
+  try {
+    return parseGroupFile(text) !== undefined;
   } catch {
-    return false;
+    return true;
   }
 }

@@ -1,15 +1,33 @@
+/** A job of a lane: whatever else it carries, it can be answered with a failure. */
+export interface LaneJob {
+  /** Answers the job with `error`; a no-op when it was answered already (a promise settles once). */
+  fail(error: Error): void;
+}
+
 /**
  * One queue per key. The jobs of a key run in arrival order, one batch at a
  * time: whatever queued up while the previous batch ran is handed over as the
  * next batch, so the store can apply them all and write the file once.
  * Different keys run in parallel.
+ *
+ * A batch that throws (a bug: the store settles every job it can) still
+ * answers every job of that batch, with `failure(error)`, and the lane goes
+ * on with the next batch: nothing a request sent can stop a lane, let alone
+ * the process, and no request waits for ever.
  */
-export class Lanes<Job> {
+export class Lanes<Job extends LaneJob> {
   private readonly queues = new Map<string, Job[]>();
   private readonly running = new Set<Promise<void>>();
 
-  /** `runBatch` settles every job it is given and never throws. */
-  constructor(private readonly runBatch: (key: string, jobs: Job[]) => Promise<void>) {}
+  /**
+   * `runBatch` settles every job it is given. `failed` hears of a batch that
+   * threw anyway, after its jobs were answered with the error it returns: log
+   * and count it there.
+   */
+  constructor(
+    private readonly runBatch: (key: string, jobs: Job[]) => Promise<void>,
+    private readonly failed: (key: string, error: unknown) => Error,
+  ) {}
 
   push(key: string, job: Job): void {
     const queue = this.queues.get(key);
@@ -35,7 +53,20 @@ export class Lanes<Job> {
 
   private async drain(key: string, queue: Job[]): Promise<void> {
     try {
-      while (queue.length > 0) await this.runBatch(key, queue.splice(0));
+      while (queue.length > 0) {
+        const batch = queue.splice(0);
+        try {
+          await this.runBatch(key, batch);
+        } catch (error) {
+          let failure: Error;
+          try {
+            failure = this.failed(key, error);
+          } catch (reporting) {
+            failure = reporting instanceof Error ? reporting : new Error(String(reporting));
+          }
+          for (const job of batch) job.fail(failure);
+        }
+      }
     } finally {
       this.queues.delete(key);
     }

@@ -16,6 +16,11 @@ export function appEnvOfFileName(fileName: string): AppEnv | undefined {
   return isValidName(application) && isValidName(environment) ? { application, environment } : undefined;
 }
 
+/** The application/environment of a key made by appEnvKey (`<application>@<environment>`). */
+export function appEnvOfKey(key: string): AppEnv | undefined {
+  return appEnvOfFileName(`${key}.json`);
+}
+
 /**
  * `<application>@<environment>.expires`: the deadlines of the group's expiring
  * targets (SPEC §10), beside its file. Never ends in `.json`, so Prometheus'

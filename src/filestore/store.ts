@@ -2,15 +2,15 @@ import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { access, constants, mkdir, readdir, stat, unlink, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
-import { StoreError } from "../errors.js";
+import { InternalError, StoreError } from "../errors.js";
 import { appEnvKey, deadlinesOf, NO_DEADLINES, type AppEnv, type Deadlines, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
 import { writeFileAtomically, type FileMode } from "./atomic-write.js";
 import { DirectorySync } from "./directory-sync.js";
 import { parseDeadlines, serializeDeadlines } from "./deadlines-file.js";
 import { parseGroupFile, serializeGroup } from "./group-file.js";
-import { Lanes } from "./lanes.js";
-import { appEnvOfDeadlinesFileName, appEnvOfFileName, deadlinesFileNameOf, fileNameOf, isLeftoverTempFile } from "./naming.js";
+import { Lanes, type LaneJob } from "./lanes.js";
+import { appEnvOfDeadlinesFileName, appEnvOfFileName, appEnvOfKey, deadlinesFileNameOf, fileNameOf, isLeftoverTempFile } from "./naming.js";
 
 export type { Entry, Mutation, Outcome } from "../store.js";
 
@@ -22,6 +22,8 @@ export interface StoreObserver {
   readFailed?(fileName: string): void;
   outsideChange?(fileName: string): void;
   leftoverRemoved?(fileName: string): void;
+  /** A batch of changes threw: a bug, answered with a 500 (file_sd_internal_errors_total). */
+  internalError?(): void;
 }
 
 export interface StoreOptions {
@@ -38,10 +40,12 @@ export interface StoreOptions {
   readonly now?: () => number;
 }
 
-type Job =
-  | { readonly kind: "mutation"; readonly appEnv: AppEnv; readonly mutation: Mutation; settle(outcome: Outcome | Error): void }
-  | { readonly kind: "reload"; readonly appEnv: AppEnv; settle(): void }
-  | { readonly kind: "mirror"; readonly appEnv: AppEnv; readonly text: string | undefined; settle(error?: Error): void };
+type Job = LaneJob &
+  (
+    | { readonly kind: "mutation"; readonly appEnv: AppEnv; readonly mutation: Mutation; settle(outcome: Outcome | Error): void }
+    | { readonly kind: "reload"; readonly appEnv: AppEnv; settle(): void }
+    | { readonly kind: "mirror"; readonly appEnv: AppEnv; readonly text: string | undefined; settle(error?: Error): void }
+  );
 type MutationJob = Job & { kind: "mutation" };
 type MirrorJob = Job & { kind: "mirror" };
 
@@ -89,7 +93,10 @@ export class FileStore implements Store {
   readonly now: () => number;
   private readonly directorySync: DirectorySync;
   private fileMode: FileMode = { bits: FILE_MODE, umaskStripsBits: true };
-  private readonly lanes = new Lanes<Job>((key, jobs) => this.runBatch(key, jobs));
+  private readonly lanes = new Lanes<Job>(
+    (key, jobs) => this.runBatch(key, jobs),
+    (key, error) => this.batchFailed(key, error),
+  );
 
   private constructor({ directory, logger, observer = {}, onOutsideChange = () => undefined, now = Date.now }: StoreOptions) {
     this.now = now;
@@ -129,13 +136,14 @@ export class FileStore implements Store {
         appEnv,
         mutation,
         settle: (outcome) => (outcome instanceof Error ? reject(outcome) : resolvePromise(outcome)),
+        fail: reject,
       });
     });
   }
 
   /** Re-reads one managed file after someone else changed it (called by the watcher). */
   reload(appEnv: AppEnv): Promise<void> {
-    return new Promise((settle) => this.lanes.push(appEnvKey(appEnv), { kind: "reload", appEnv, settle }));
+    return new Promise((settle) => this.lanes.push(appEnvKey(appEnv), { kind: "reload", appEnv, settle, fail: () => settle() }));
   }
 
   /**
@@ -152,6 +160,7 @@ export class FileStore implements Store {
         appEnv,
         text,
         settle: (error) => (error === undefined ? resolvePromise() : reject(error)),
+        fail: reject,
       });
     });
   }
@@ -159,6 +168,23 @@ export class FileStore implements Store {
   /** Resolves once every queued change has been written and answered. */
   idle(): Promise<void> {
     return this.lanes.idle();
+  }
+
+  /**
+   * A batch threw (a bug). Its jobs are answered with a 500 by the lane; memory
+   * may no longer say what the file holds, so the file is read again.
+   */
+  private batchFailed(key: string, error: unknown): Error {
+    const appEnv = appEnvOfKey(key);
+    const fileName = appEnv === undefined ? key : fileNameOf(appEnv);
+    this.observer.internalError?.();
+    this.logger.error({ file: fileName, err: error, bug: true }, "internal error while applying changes; the file is read again");
+    if (appEnv !== undefined) void this.reload(appEnv);
+    return new InternalError(
+      `an internal error stopped the change to ${fileName}; it may or may not have been applied: GET shows what is registered. ` +
+        "This is a bug; please report it with the service log of this request",
+      { cause: error },
+    );
   }
 
   private async prepareDirectory(): Promise<void> {

@@ -2,7 +2,7 @@ import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Middleware } from "koa";
 import type { Logger } from "pino";
-import { RuleError, StoreError } from "../errors.js";
+import { InternalError, RuleError, StoreError } from "../errors.js";
 
 interface HttpishError {
   status?: unknown;
@@ -17,13 +17,22 @@ interface HttpishError {
  * raises (too large, bad charset, aborted) are the client's too. Anything else
  * is a bug: 500, logged with its stack.
  */
-export function errorAnswers(logger: Logger, maxBodyBytes: number): Middleware {
+export function errorAnswers(logger: Logger, maxBodyBytes: number, internalError: (where: "request") => void = () => undefined): Middleware {
   return async (ctx, next) => {
     try {
       await next();
     } catch (error) {
       const { status, message, headers } = describe(error, maxBodyBytes);
-      if (status >= 500) logger.error({ err: error, method: ctx.method, path: ctx.path }, "request failed");
+      if (status >= 500) {
+        const requestId = ctx.state.requestId as string | undefined;
+        logger.error({ err: error, requestId, method: ctx.method, path: ctx.path, ...(error instanceof StoreError ? {} : { bug: true }) }, "request failed");
+        // A bug in a handler; a lane's own (InternalError) was counted where it was caught.
+        if (!(error instanceof StoreError) && !(error instanceof InternalError)) internalError("request");
+        ctx.status = status;
+        ctx.set(headers);
+        ctx.body = { message: requestId === undefined ? message : `${message} (request id ${requestId})` };
+        return;
+      }
       ctx.status = status;
       ctx.set(headers);
       ctx.body = { message };
@@ -37,7 +46,7 @@ function describe(error: unknown, maxBodyBytes: number): {
   headers: Record<string, string>;
 } {
   if (error instanceof RuleError) return { status: error.status, message: error.message, headers: { ...error.headers } };
-  if (error instanceof StoreError) return { status: error.status, message: error.message, headers: {} };
+  if (error instanceof StoreError || error instanceof InternalError) return { status: error.status, message: error.message, headers: {} };
   const http = error as HttpishError;
   if (typeof http.status === "number" && http.status >= 400 && http.status < 500) {
     if (http.status === 413) {
@@ -50,7 +59,7 @@ function describe(error: unknown, maxBodyBytes: number): {
     const message = http.expose === true ? `the body could not be read: ${http.message}` : "the body could not be read";
     return { status: http.status, message, headers: {} };
   }
-  return { status: 500, message: "internal error; see the service log", headers: {} };
+  return { status: 500, message: "an internal error stopped this request. This is a bug; please report it with the service log of this request", headers: {} };
 }
 
 /**

@@ -46,10 +46,7 @@ export function getGroup(store: Store) {
 function mutate(store: Store, rule: Rule, acceptsTtl: boolean) {
   return async (ctx: Context): Promise<void> => {
     const appEnv = appEnvOf(ctx);
-    const ttlMs = parseTtl(ctx.query.ttl);
-    if (ttlMs !== undefined && !acceptsTtl) {
-      throw new RuleError(400, `?ttl= is for PUT and POST; ${ctx.method} removes targets at once`);
-    }
+    const ttlMs = acceptsTtl ? parseTtl(ctx.query.ttl) : undefined;
     const preconditions = parsePreconditions(ctx.get("If-Match"), ctx.get("If-None-Match"));
     const change = rejectAs("bad_body", () => changeOf(ctx));
     // `now` is the store's clock when the change is applied: a deadline counts from then.
@@ -72,12 +69,5 @@ export function methodNotAllowed(ctx: Context): never {
     405,
     `${ctx.method} is not supported on /<application>/<environment>; use ${GROUP_METHODS.join(", ")}`,
     { Allow: GROUP_METHODS.join(", ") },
-  );
-}
-
-export function notFound(ctx: Context): never {
-  throw new RuleError(
-    404,
-    `no route for ${ctx.method} ${ctx.path}: targets live at /<application>/<environment>, e.g. /billing/prod-hou`,
   );
 }

@@ -1,7 +1,7 @@
 import yaml from "js-yaml";
 import { RuleError } from "../errors.js";
 import type { Change, Labels } from "../model.js";
-import { labelNameProblem, targetProblem } from "./values.js";
+import { requestLabelNameProblem, targetProblem } from "./values.js";
 
 export type BodyFormat = "json" | "yaml" | "form";
 
@@ -169,7 +169,7 @@ function checkValues(change: Change): Change {
     }
   }
   for (const [name, value] of Object.entries(change.labels ?? {})) {
-    const problem = labelNameProblem(name);
+    const problem = requestLabelNameProblem(name);
     if (problem !== undefined) throw new RuleError(400, problem);
     if (value === "") {
       throw new RuleError(400, `label ${JSON.stringify(name)} has an empty value; to remove a label, DELETE it`);

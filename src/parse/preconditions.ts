@@ -23,10 +23,13 @@ function parseHeader(name: string, value: string): "*" | readonly string[] | und
   const tags = text.split(",").map((tag) => tag.trim()).filter((tag) => tag !== "");
   const bad = tags.find((tag) => !ENTITY_TAG.test(tag));
   if (bad !== undefined || tags.length === 0) {
+    // The value as it came, not JSON-quoted: a tag sent without its quotes must not be shown with them.
+    const given = bad ?? text;
+    const quoted = /^[^"]*$/.test(given) && ENTITY_TAG.test(`"${given}"`) ? ` Did you mean ${name}: "${given}"?` : "";
     throw new RuleError(
       400,
-      `${name}: ${JSON.stringify(bad ?? text)} is not an entity-tag; send the ETag header of a GET as it came, ` +
-        `quotes included (${name}: "…"), a comma-separated list of them, or *`,
+      `${name}: ${given} is not an entity-tag: send the ETag header of a GET as it came, double quotes included ` +
+        `(${name}: "…"), a comma-separated list of them, or *.${quoted}`,
       {},
       "bad_request",
     );

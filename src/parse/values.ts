@@ -10,12 +10,21 @@ const PORT = /^[1-9][0-9]{0,4}$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 /**
- * File names are limited to 255 bytes (ext4, xfs, overlayfs, tmpfs), and the
- * file's temporary twin adds `.<uint32>` (up to 11 bytes)
- * to `<application>@<environment>.json` (6 more): two 128-character names
- * cannot both be used at once.
+ * What the service appends to `<application>@<environment>` to name the files
+ * of a pair (src/filestore/naming.ts): the group, and its deadlines. Each has
+ * a temporary twin while it is written, which adds `.<uint32>` (up to 11).
  */
-export const MAX_COMBINED_NAME_LENGTH = 255 - 11 - "@.json".length;
+export const DERIVED_SUFFIXES = [".json", ".expires"] as const;
+export const TEMPORARY_SUFFIX_MAX_LENGTH = ".4294967295".length;
+
+/**
+ * File names are limited to 255 bytes (ext4, xfs, overlayfs, tmpfs), and every
+ * name derived from a pair must fit, temporary twins included: so two
+ * 128-character names cannot both be used at once. Names are ASCII, so
+ * characters are bytes.
+ */
+export const MAX_COMBINED_NAME_LENGTH =
+  255 - "@".length - Math.max(...DERIVED_SUFFIXES.map((suffix) => suffix.length)) - TEMPORARY_SUFFIX_MAX_LENGTH;
 
 /** `<application>` and `<environment>`: these become file names, so nothing else reaches the disk. */
 export function isValidName(name: string): boolean {
@@ -35,8 +44,9 @@ export function parseAppEnv(application: string, environment: string): AppEnv {
   if (application.length + environment.length > MAX_COMBINED_NAME_LENGTH) {
     throw new RuleError(
       400,
-      `application and environment are ${application.length + environment.length} characters together; ` +
-        `they name the file <application>@<environment>.json, so keep them to ${MAX_COMBINED_NAME_LENGTH} together`,
+      `application and environment are ${application.length + environment.length} characters together, over the limit of ` +
+        `${MAX_COMBINED_NAME_LENGTH}: they name the files <application>@<environment>.json and .expires (and their ` +
+        "temporary twins), which must fit in the 255 bytes a file name may have; shorten one of them",
     );
   }
   return { application, environment };
@@ -72,6 +82,13 @@ export function targetProblem(target: string): string | undefined {
     if (!rest.startsWith(":")) return "only :<port> may follow a bracketed IPv6 address";
     port = rest.slice(1);
   } else {
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(target);
+    if (scheme !== null) {
+      return (
+        `a target is host or host:port, not a URL: drop "${scheme[0]}" and any path. The scheme and path of the ` +
+        "scrape go in the labels __scheme__ and __metrics_path__ (e.g. -d __scheme__=https -d __metrics_path__=/probe)"
+      );
+    }
     const colons = target.split(":").length - 1;
     if (colons > 1) return "put IPv6 addresses in brackets: [2001:db8::1]:9100";
     if (colons === 1) [host, port] = target.split(":") as [string, string];
@@ -92,6 +109,23 @@ export function labelNameProblem(name: string): string | undefined {
   }
   if (name === "__address__") {
     return 'label "__address__" is set by Prometheus from the target; list the address under targets instead';
+  }
+  return undefined;
+}
+
+/**
+ * What a request may name: the file grammar above, without `__meta_*`. A file
+ * that already holds one (an outside edit, a registration from before this
+ * rule) still loads, so an upgrade never unregisters a group Prometheus scrapes.
+ */
+export function requestLabelNameProblem(name: string): string | undefined {
+  const problem = labelNameProblem(name);
+  if (problem !== undefined) return problem;
+  if (name.startsWith("__meta_")) {
+    return (
+      `label ${JSON.stringify(name)} is reserved: Prometheus gives __meta_* labels to discovered targets ` +
+      "(__meta_filepath, and this service's __meta_filesd_* in /-/http_sd), and the status endpoints rely on them; choose another name"
+    );
   }
   return undefined;
 }

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { PrometheusAuth } from "../config.js";
 import { META_LABELS } from "../handlers/http-sd.js";
+import { own } from "../model.js";
 
 /**
  * What one Prometheus says about its targets (`/api/v1/targets?state=any`),
@@ -140,7 +141,7 @@ export function indexTargets(answer: TargetsAnswer): TargetsIndex {
   const active = new Map<string, Map<string, SeenTarget[]>>();
   for (const target of answer.data.activeTargets ?? []) {
     const key = groupKeyOf(target.discoveredLabels ?? {});
-    const address = target.discoveredLabels?.__address__;
+    const address = own(target.discoveredLabels ?? {}, "__address__");
     if (key === undefined || address === undefined) continue;
     const byAddress = active.get(key) ?? new Map<string, SeenTarget[]>();
     active.set(key, byAddress);
@@ -156,7 +157,7 @@ export function indexTargets(answer: TargetsAnswer): TargetsIndex {
   const dropped = new Map<string, Set<string>>();
   for (const target of answer.data.droppedTargets ?? []) {
     const key = groupKeyOf(target.discoveredLabels ?? {});
-    const address = target.discoveredLabels?.__address__;
+    const address = own(target.discoveredLabels ?? {}, "__address__");
     if (key === undefined || address === undefined) continue;
     const addresses = dropped.get(key) ?? new Set<string>();
     dropped.set(key, addresses);
@@ -166,13 +167,17 @@ export function indexTargets(answer: TargetsAnswer): TargetsIndex {
 }
 
 /**
- * `<application>@<environment>` of a target Prometheus discovered from us: the
- * http_sd meta labels, or a file_sd file named like ours (names never hold `@` or `/`).
+ * `<application>@<environment>` of a target Prometheus discovered from us. The
+ * file it came from decides (`__meta_filepath`, which Prometheus sets and no
+ * registration can): a file named like ours (names never hold `@` or `/`), and
+ * nothing for any other file. Only a target without a file, one Prometheus got
+ * from `/-/http_sd`, is placed by the meta labels the endpoint sets. So one
+ * application's registration can never count for another's status.
  */
 export function groupKeyOf(discovered: Readonly<Record<string, string>>): string | undefined {
-  const application = discovered[META_LABELS.application];
-  const environment = discovered[META_LABELS.environment];
-  if (application !== undefined && environment !== undefined) return `${application}@${environment}`;
-  const match = /(?:^|\/)([^/@]+@[^/@]+)\.json$/.exec(discovered.__meta_filepath ?? "");
-  return match?.[1];
+  const file = own(discovered, "__meta_filepath");
+  if (file !== undefined) return /(?:^|\/)([^/@]+@[^/@]+)\.json$/.exec(file)?.[1];
+  const application = own(discovered, META_LABELS.application);
+  const environment = own(discovered, META_LABELS.environment);
+  return application !== undefined && environment !== undefined ? `${application}@${environment}` : undefined;
 }

@@ -87,11 +87,18 @@ describe("conditional writes: ETag, If-Match, If-None-Match (SPEC §11)", () => 
     expect(await sd.fileOf("cond", "prod")).toEqual([{ targets: ["a:1"], labels: { job: "cond", env: "prod" } }]);
   });
 
-  it("a malformed If-Match is a 400 that shows the accepted form", async () => {
+  it("a malformed If-Match is a 400 that shows the value as it came and the accepted form", async () => {
     await put("targets=a:1");
     const answer = await put("targets=b:1", { "If-Match": "abc" });
     expect(answer.status).toBe(400);
-    expect((answer.body as { message: string }).message).toMatch(/"abc" is not an entity-tag.*quotes included/);
+    // Sent without quotes, so shown without them: the quotes are what is missing.
+    expect((answer.body as { message: string }).message).toBe(
+      'If-Match: abc is not an entity-tag: send the ETag header of a GET as it came, double quotes included (If-Match: "…"), ' +
+        'a comma-separated list of them, or *. Did you mean If-Match: "abc"?',
+    );
+    const spaced = await put("targets=b:1", { "If-None-Match": '"a b"' });
+    expect((spaced.body as { message: string }).message).toMatch(/^If-None-Match: "a b" is not an entity-tag: /);
+    expect((await sd.request("GET", "/cond/prod")).body).toEqual([{ targets: ["a:1"], labels: { job: "cond", env: "prod" } }]);
   });
 
   it("refused requests are counted as precondition failures", async () => {

@@ -2,6 +2,7 @@ import { request as httpRequest } from "node:http";
 import { readdir } from "node:fs/promises";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MAX_COMBINED_NAME_LENGTH } from "../../src/parse/values.js";
 import { startTestService, type TestService } from "../helpers.js";
 
 /** Sends a raw path, so nothing on the client side normalises `..` or percent escapes. */
@@ -74,6 +75,31 @@ describe("routes (SPEC §2)", () => {
     const answer = await sd.request("PUT", `/${name}/prod`, { body: "targets=h:1" });
     expect(answer.status).toBe(200);
     expect(await sd.fileOf(name, "prod")).toEqual([{ targets: ["h:1"], labels: { job: name, env: "prod" } }]);
+  });
+
+  it.each([
+    [128, MAX_COMBINED_NAME_LENGTH - 128],
+    [Math.floor(MAX_COMBINED_NAME_LENGTH / 2), Math.ceil(MAX_COMBINED_NAME_LENGTH / 2)],
+  ])("the longest pair (%i + %i characters) works with every option, ?ttl= included; one character more is a 400 that says the limit", async (a, e) => {
+    const [application, environment] = ["x".repeat(a), "y".repeat(e)];
+    const group = (targets: string[]) => [{ targets, labels: { job: application, env: environment } }];
+    for (const [method, body] of [["PUT", "targets=h:1"], ["POST", "targets=h:2"], ["POST", "targets=h:1,h:2"], ["PUT", "targets=h:3"]] as const) {
+      const answer = await sd.request(method, `/${application}/${environment}?ttl=1h`, { body });
+      expect(answer.status, `${method} ${body}: ${JSON.stringify(answer.body)}`).toBe(200);
+    }
+    expect(await sd.fileOf(application, environment)).toEqual(group(["h:3"]));
+    const index = (await sd.request("GET", `/?application=${application}`)).body as { groups: { expires?: Record<string, string> }[] };
+    expect(Object.keys(index.groups[0]?.expires ?? {})).toEqual(["h:3"]);
+    expect((await sd.request("DELETE", `/${application}/${environment}`)).status).toBe(200);
+    expect(await sd.fileOf(application, environment)).toBeUndefined();
+
+    const longer = await sd.request("PUT", `/${application}/${environment}y?ttl=1h`, { body: "targets=h:1" });
+    expect(longer.status).toBe(400);
+    expect((longer.body as { message: string }).message).toMatch(
+      new RegExp(`^application and environment are ${MAX_COMBINED_NAME_LENGTH + 1} characters together, over the limit of ${MAX_COMBINED_NAME_LENGTH}`),
+    );
+    // Nothing of the pair is left: no group, no deadlines, no temporary twin.
+    expect((await readdir(sd.directory)).filter((name) => name.startsWith(`${application}@`))).toEqual([]);
   });
 
   it("a request Node's HTTP parser refuses still gets a JSON 400", async () => {

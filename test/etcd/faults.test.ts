@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { eventually, makeTempDir, removeDir, request, startTestService, waitUntilReady, type TestService } from "../helpers.js";
 import { AckLedger, readDirectoryState, readServedState, runWriters, seededRandom, type DirectoryState } from "../reliability/write-load.js";
 import { startChildService, type ChildService } from "../support/child-service.js";
-import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
+import { leaderOf, startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 
 const ETCD_TIMEOUT_MS = 2000;
 /** A file that is not ours: never touched. */
@@ -237,17 +237,6 @@ describe("etcd mode under faults", () => {
     }
   }, 90_000);
 });
-
-async function leaderOf(cluster: EtcdCluster): Promise<EtcdCluster["members"][number]> {
-  const status = JSON.parse(await cluster.etcdctl(["endpoint", "status", "-w", "json"])) as {
-    Endpoint: string;
-    Status: { header: { member_id: number }; leader: number };
-  }[];
-  const leader = status.find((entry) => entry.Status.header.member_id === entry.Status.leader);
-  const member = cluster.members.find((candidate) => candidate.clientUrl === leader?.Endpoint);
-  if (member === undefined) throw new Error(`no leader in ${JSON.stringify(status)}`);
-  return member;
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serializeGroup } from "../../src/filestore/group-file.js";
-import { makeTempDir, removeDir, startTestService } from "../helpers.js";
+import { eventually, makeTempDir, removeDir, startTestService } from "../helpers.js";
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 
 const IMPORT_SCRIPT = fileURLToPath(new URL("../../dist/import.js", import.meta.url));
@@ -54,7 +54,7 @@ describe("node dist/import.js", () => {
       expect.stringMatching(/^empty +nothing@prod\.json/),
       expect.stringMatching(/^unchanged +same@prod\.json/),
       expect.stringMatching(/^skipped +taken@prod\.json: .*--overwrite/),
-      expect.stringMatching(/^6 groups in .*: 2 imported, 0 overwritten, 1 already in etcd, 1 empty, 1 skipped .*, 1 invalid, 0 failed$/),
+      expect.stringMatching(/^6 groups in .*: 2 imported, 0 overwritten, 1 already in etcd, 1 empty, 0 expired, 1 skipped .*, 1 invalid, 0 failed; 0 deadlines carried, 0 expired targets left out$/),
     ]);
     expect(first.code).toBe(1);
     expect(JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${prefix}groups/taken@prod`]))).toEqual([group("taken", "prod", ["theirs:1"])]);
@@ -73,6 +73,43 @@ describe("node dist/import.js", () => {
       expect(await sd.fileOf("billing", "dev")).toEqual([group("billing", "dev", ["c:1"])]);
     } finally {
       await sd.close();
+    }
+  });
+
+  it("carries deadlines into etcd in the same transaction, leaves out the targets whose deadline passed, and says how many", async () => {
+    const withDeadlines = await makeTempDir();
+    const ttlPrefix = `/import-ttl-${randomUUID()}/`;
+    try {
+      const soon = new Date(Date.now() + 4000).toISOString();
+      const later = new Date(Date.now() + 3_600_000).toISOString();
+      const past = new Date(Date.now() - 1000).toISOString();
+      await writeFile(join(withDeadlines, "fleet@prod.json"), serializeGroup(group("fleet", "prod", ["soon:1", "later:1", "gone:1", "kept:1"])));
+      await writeFile(join(withDeadlines, "fleet@prod.expires"), JSON.stringify({ "soon:1": soon, "later:1": later, "gone:1": past }));
+      await writeFile(join(withDeadlines, "old@prod.json"), serializeGroup(group("old", "prod", ["x:1"])));
+      await writeFile(join(withDeadlines, "old@prod.expires"), JSON.stringify({ "x:1": past }));
+      const env = { ETCD_ENDPOINTS: cluster.endpoints.join(","), ETCD_PREFIX: ttlPrefix };
+      const run = await runImport([withDeadlines], env);
+      expect(run.stdout.trim().split("\n")).toEqual([
+        "imported   fleet@prod.json (2 expiring targets with their deadlines; 1 already expired and left out: gone:1)",
+        "expired    old@prod.json: the deadline of every target has passed; not imported",
+        expect.stringMatching(/^2 groups in .*: 1 imported, .* 1 expired, .*; 2 deadlines carried, 2 expired targets left out$/),
+      ]);
+      expect(run.code).toBe(0);
+      expect(JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${ttlPrefix}groups/fleet@prod`]))).toEqual([group("fleet", "prod", ["soon:1", "later:1", "kept:1"])]);
+      expect(JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${ttlPrefix}expires/fleet@prod`]))).toEqual({ "soon:1": soon, "later:1": later });
+      expect(await cluster.etcdctl(["get", "--print-value-only", `${ttlPrefix}groups/old@prod`])).toBe("");
+
+      // The deadlines hold in etcd mode: soon:1 goes at its deadline, the others stay.
+      const sd = await startTestService({ env });
+      try {
+        await eventually(async () => JSON.stringify((await sd.request("GET", "/fleet/prod")).body).includes("soon:1") === false, 8000, "soon:1 to expire");
+        expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(soon));
+        expect((await sd.request("GET", "/fleet/prod")).body).toEqual([group("fleet", "prod", ["later:1", "kept:1"])]);
+      } finally {
+        await sd.close();
+      }
+    } finally {
+      await removeDir(withDeadlines);
     }
   });
 

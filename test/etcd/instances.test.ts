@@ -122,10 +122,29 @@ describe("several instances, one registry in etcd", () => {
       expect((await eu.request("POST", "/shop/prod-hou", { body: "region=eu" })).status).toBe(200);
       expect(sameNames(await readdir(eu.directory), ["shop@prod-fra.json", "shop@prod-hou.json"])).toBe(true);
       await eventually(async () => sameNames(await readdir(rest.directory), ["shop@prod-nolabel.json"]), 1000, "the group to leave the other share");
+      // /-/http_sd serves each instance's share too, the same groups as its files; the API and the index serve every group.
+      const served = async (sd: TestService): Promise<string[]> =>
+        ((await sd.request("GET", "/-/http_sd")).body as { labels: Record<string, string> }[]).map(({ labels }) => labels.__meta_filesd_file!).sort();
+      expect(await served(eu)).toEqual(["shop@prod-fra.json", "shop@prod-hou.json"]);
+      expect(await served(rest)).toEqual(["shop@prod-nolabel.json"]);
+      expect((await served(a)).filter((file) => file.startsWith("shop@"))).toEqual(["shop@dev-hou.json", "shop@prod-fra.json", "shop@prod-hou.json", "shop@prod-nolabel.json"]);
+      expect(((await rest.request("GET", "/?application=shop")).body as { groups: unknown[] }).groups).toHaveLength(4);
       for (const path of ["/shop/prod-fra", "/shop/prod-hou", "/shop/dev-hou", "/shop/prod-nolabel"]) await a.request("DELETE", path);
     } finally {
       await eu.close();
       await rest.close();
+    }
+  });
+
+  it("ETCD_PREFIX without a trailing / is a folder all the same", async () => {
+    const bare = `/bare-${randomUUID()}`;
+    const sd = await startTestService({ env: { ETCD_ENDPOINTS: cluster.endpoints.join(","), ETCD_PREFIX: bare } });
+    try {
+      expect((await sd.request("PUT", "/bare/prod", { body: "targets=a:1" })).status).toBe(200);
+      const keys = (await cluster.etcdctl(["get", "--prefix", "--keys-only", bare])).trim().split(/\n+/).sort();
+      expect(keys).toEqual([`${bare}/commits/bare@prod`, `${bare}/groups/bare@prod`]);
+    } finally {
+      await sd.close();
     }
   });
 

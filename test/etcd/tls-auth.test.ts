@@ -29,7 +29,8 @@ describe("etcd over TLS with client certificates", () => {
       expect((await sd.request("PUT", "/secure/prod", { body: "targets=a:1" })).status).toBe(200);
       expect(await sd.fileOf("secure", "prod")).toEqual([{ targets: ["a:1"], labels: { job: "secure", env: "prod" } }]);
       const keys = await cluster.etcdctl(["get", "--prefix", "--keys-only", env.ETCD_PREFIX!]);
-      expect(keys.trim()).toBe(`${env.ETCD_PREFIX!}groups/secure@prod`);
+      // The group, and the marker of the change that wrote it (src/etcdstore/keys.ts).
+      expect(keys.trim().split(/\n+/).sort()).toEqual([`${env.ETCD_PREFIX!}commits/secure@prod`, `${env.ETCD_PREFIX!}groups/secure@prod`]);
     } finally {
       await sd.close();
     }

@@ -73,26 +73,35 @@ describe("deadlines in the directory", () => {
 
   it("SIGKILL while expiries are being written loses nothing and leaves no broken file", async () => {
     const rounds = 4;
-    const groups = 40;
+    // Two waves of expiries, each a batch of writes: the kill lands after the first wave began and, by
+    // construction, before the second (its deadlines are 2 s later), so it always falls among the writes.
+    const perWave = 40;
+    const waves = [
+      { ttl: "1s", first: 0 },
+      { ttl: "3s", first: perWave },
+    ] as const;
+    const groups = perWave * waves.length;
     let killedDuringWrites = 0;
     for (let round = 0; round < rounds; round++) {
       const dir = await directory();
       let child: ChildService | undefined = await startChildService({ directory: dir, env: { LOGLEVEL: "info" } });
       try {
-        for (let i = 0; i < groups; i++) {
-          const path = `/app/g${i}`;
-          expect((await request(child.url, "PUT", path, { body: "targets=perm:1,perm:2&team=core" })).status).toBe(200);
-          expect((await request(child.url, "POST", `${path}?ttl=1s`, { body: "targets=short:1,short:2" })).status).toBe(200);
-          expect((await request(child.url, "POST", `${path}?ttl=1h`, { body: "targets=long:1" })).status).toBe(200);
+        for (const { ttl, first } of waves) {
+          for (let i = first; i < first + perWave; i++) {
+            const path = `/app/g${i}`;
+            expect((await request(child.url, "PUT", path, { body: "targets=perm:1,perm:2&team=core" })).status).toBe(200);
+            expect((await request(child.url, "POST", `${path}?ttl=${ttl}`, { body: "targets=short:1,short:2" })).status).toBe(200);
+            expect((await request(child.url, "POST", `${path}?ttl=1h`, { body: "targets=long:1" })).status).toBe(200);
+          }
         }
-        // Expiries start one second after the first registration; kill in the middle of them.
+        // The first wave's expiries have begun (an event, not a guess); a few ms later in each round, kill.
         const running = child;
         await eventually(() => running.logs.some((line) => line.msg === "targets expired"), 5000, "the first expiry");
         await new Promise((resolve) => setTimeout(resolve, round * 15));
-        const expiredBeforeKill = running.logs.filter((line) => line.msg === "targets expired").length;
         child.signal("SIGKILL");
         await child.exited;
-        if (expiredBeforeKill < groups) killedDuringWrites++;
+        const expiredBeforeKill = running.logs.filter((line) => line.msg === "targets expired").length;
+        if (expiredBeforeKill > 0 && expiredBeforeKill < groups) killedDuringWrites++;
 
         // Every file Prometheus could read is valid, and holds at least what must survive.
         for (const name of await readdir(dir)) {
@@ -112,7 +121,7 @@ describe("deadlines in the directory", () => {
             }
             return true;
           },
-          2500,
+          6000,
           "every group to hold its permanent and unexpired targets, and none of the expired ones",
         );
         for (let i = 0; i < groups; i++) {
@@ -124,6 +133,6 @@ describe("deadlines in the directory", () => {
         await child?.stop();
       }
     }
-    expect(killedDuringWrites).toBeGreaterThan(0);
+    expect(killedDuringWrites).toBe(rounds);
   }, 90_000);
 });

@@ -68,10 +68,18 @@ describe("health and readiness", () => {
     }
   });
 
-  it("an unknown /-/ path is refused and never reaches the file system", async () => {
+  it("an unknown /-/ path is a 404 that names the endpoints and the closest one, and never reaches the file system", async () => {
     const service = await start();
     const answer = await service.request("PUT", "/-/healthz", { body: "targets=a:9100" });
-    expect(answer.status).toBe(400);
+    expect(answer.status).toBe(404);
+    expect((answer.body as { message: string }).message).toMatch(/^no endpoint \/-\/healthz; did you mean \/-\/healthy\? Paths under \/-\/ are the service's own: \/-\/healthy, \/-\/ready, /);
     expect(await service.fileOf("-", "healthz")).toBeUndefined();
+    for (const [path, guess] of [["/-/readyz", "/-/ready"], ["/-/http-sd", "/-/http_sd"], ["/-/ui/", "/-/ui/app.js"], ["/-/statuz", "/-/status"], ["/-/x/y/status", undefined]] as const) {
+      const missing = await service.request("GET", path);
+      expect(missing.status, path).toBe(404);
+      const message = (missing.body as { message: string }).message;
+      expect(message).not.toMatch(/not a valid name/);
+      if (guess !== undefined) expect(message, path).toContain(`did you mean ${guess}?`);
+    }
   });
 });

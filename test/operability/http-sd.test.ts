@@ -12,10 +12,13 @@ beforeAll(async () => {
   await service.request("PUT", "/billing/prod", {
     body: { targets: ["b1:9100", "b2:9100"], labels: { team: "core", __metrics_path__: "/probe" } },
   });
-  // A registered label cannot pass a group off as another application's.
-  await service.request("PUT", "/billing/dev", {
+  // A registration cannot pass a group off as another application's: __meta_* labels are refused.
+  const disguised = await service.request("PUT", "/billing/dev", {
     body: { targets: ["b3:9100"], labels: { __meta_filesd_application: "search" } },
   });
+  expect(disguised.status).toBe(400);
+  expect((disguised.body as { message: string }).message).toMatch(/^label "__meta_filesd_application" is reserved/);
+  await service.request("PUT", "/billing/dev", { body: { targets: ["b3:9100"] } });
 });
 
 afterAll(async () => {

@@ -18,6 +18,8 @@ async function servedRoutes(): Promise<{ operations: Map<string, Set<string>>; a
     const operations = new Map<string, Set<string>>();
     const answers405 = new Set<string>();
     for (const layer of router.stack) {
+      // The catch-all that answers unknown /-/ paths with a 404 is not an endpoint.
+      if (String(layer.path) === "/-/{*rest}") continue;
       const path = asOpenApiPath(String(layer.path));
       if (METHODS.every((method) => layer.methods.includes(method))) {
         answers405.add(path);
@@ -80,6 +82,32 @@ describe("the OpenAPI description", () => {
           headers: body === undefined ? {} : { "content-type": "application/x-www-form-urlencoded" },
         });
         expect(answer.status, `${method} ${path}: ${await answer.text()}`).toBe(200);
+      }
+    }
+  });
+
+  it("each operation takes exactly the query parameters it documents: those are not refused, any other is a 400", async () => {
+    const parameters = OPENAPI.components.parameters as Record<string, { name: string; in: string }>;
+    for (const [path, item] of Object.entries(OPENAPI.paths)) {
+      for (const [method, operation] of Object.entries(item as Record<string, { parameters?: readonly ({ $ref: string } | { name: string; in: string })[] }>)) {
+        const query = (operation.parameters ?? [])
+          .map((parameter) => ("$ref" in parameter ? parameters[parameter.$ref.split("/").at(-1)!]! : parameter))
+          .filter((parameter) => parameter.in === "query")
+          .map((parameter) => parameter.name);
+        const url = service.url + path.replace(/\{[a-z]+\}/g, "sample");
+        const body = method === "put" || method === "post" ? "targets=q:9100" : undefined;
+        const send = (search: string) =>
+          fetch(`${url}?${search}`, { method: method.toUpperCase(), body, headers: body === undefined ? {} : { "content-type": "application/x-www-form-urlencoded" } }).then(
+            async (answer) => ({ status: answer.status, text: await answer.text() }),
+          );
+        for (const name of query) {
+          const value = name === "ttl" ? "60s" : name === "wait" ? "1s" : "sample";
+          const answer = await send(`${name}=${value}`);
+          expect(answer.text, `${method} ${path}?${name}=`).not.toMatch(/unknown query parameter/);
+        }
+        const refused = await send("undocumented=1");
+        expect(refused.status, `${method} ${path}?undocumented=1`).toBe(400);
+        expect(refused.text).toMatch(/unknown query parameter \\"undocumented\\"/);
       }
     }
   });

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseDeadlines } from "../../src/filestore/deadlines-file.js";
 import { parseGroupFile } from "../../src/filestore/group-file.js";
 import { makeTempDir, removeDir } from "../helpers.js";
 import { startChildService, type ChildService } from "../support/child-service.js";
@@ -19,6 +20,8 @@ import { startChildService, type ChildService } from "../support/child-service.j
 const MAX_BODY_BYTES = 1024 * 1024;
 const FUZZ_RUNS = Number(process.env.FUZZ_RUNS ?? 2000);
 const MANAGED_FILE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*@[A-Za-z0-9_][A-Za-z0-9_.-]*\.json$/;
+/** The deadlines beside a group: `<application>@<environment>.expires`. */
+const DEADLINES_FILE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*@[A-Za-z0-9_][A-Za-z0-9_.-]*\.expires$/;
 
 interface RawRequest {
   readonly method: string;
@@ -211,11 +214,20 @@ const NASTY_REQUESTS: { name: string; request: RawRequest; status?: number }[] =
   { name: "real gzip body", request: { method: "POST", path: "/gzip/real", headers: { "content-type": JSON_TYPE, "content-encoding": "gzip" }, body: gzipSync('{"targets": ["gz.example:1"]}') }, status: 200 },
   { name: "gzip bomb", request: { method: "POST", path: "/gzip/bomb", headers: { "content-type": JSON_TYPE, "content-encoding": "gzip" }, body: gzipSync(Buffer.alloc(64 * MAX_BODY_BYTES, " ")) }, status: 413 },
   { name: "unknown content encoding", request: { method: "POST", path: "/a/b", headers: { "content-type": JSON_TYPE, "content-encoding": "zstd" }, body: "{}" }, status: 415 },
+  // Each of these ended the process once: a deadline keyed by a name of Object.prototype.
+  { name: "heartbeat of a target named constructor", request: { method: "POST", path: "/a/e?ttl=60s", headers: { "content-type": FORM }, body: "targets=constructor" }, status: 200 },
+  { name: "targets named after Object.prototype, with a ttl", request: { method: "PUT", path: "/constructor/__proto__?ttl=2s", headers: { "content-type": FORM }, body: "targets=__proto__,toString:9100,hasOwnProperty&__proto__=x&constructor=y" }, status: 200 },
+  { name: "a __proto__ label in JSON", request: { method: "POST", path: "/toString/valueOf?ttl=1h", headers: { "content-type": JSON_TYPE }, body: '{"targets": ["valueOf"], "labels": {"__proto__": "p", "toString": "t"}}' }, status: 200 },
+  { name: "a __proto__ label in YAML", request: { method: "POST", path: "/toString/yaml?ttl=1h", headers: { "content-type": YAML }, body: "targets: [isPrototypeOf]\nlabels: {__proto__: p}\n" }, status: 200 },
+  { name: "a Content-Type named constructor", request: { method: "POST", path: "/a/ct", headers: { "content-type": "constructor" }, body: "targets=a:1" }, status: 415 },
+  { name: "a misspelt ttl", request: { method: "POST", path: "/a/typo?tll=60s", headers: { "content-type": FORM }, body: "targets=a:1" }, status: 400 },
+  { name: "the longest pair with a ttl", request: { method: "POST", path: `/${"a".repeat(128)}/${"b".repeat(107)}?ttl=1h`, headers: { "content-type": FORM }, body: "targets=a:1" }, status: 200 },
 ];
 
 // ---- random requests ----
 
-const NAME_POOL = ["app", "billing", "x_1", "a.b-c", "_", "0", "Z"];
+// Names that mean something to JavaScript are valid names too (src/model.ts, keys from clients).
+const NAME_POOL = ["app", "billing", "x_1", "a.b-c", "_", "0", "Z", "constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"];
 const hostileSegment = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...NAME_POOL) },
   { weight: 2, arbitrary: fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}$/) },
@@ -265,7 +277,7 @@ const contentType = fc.oneof(
 );
 
 const target = fc.oneof(
-  fc.constantFrom("a.example:9100", "b.example:9100", "10.0.0.1:80", "[::1]:9100", "host", "host:65535"),
+  fc.constantFrom("a.example:9100", "b.example:9100", "10.0.0.1:80", "[::1]:9100", "host", "host:65535", "constructor", "__proto__:9100", "toString", "valueOf:1"),
   fc.stringMatching(/^[a-z0-9-]{1,12}(\.[a-z]{1,5})?:[0-9]{1,5}$/),
   fc.string({ maxLength: 20 }),
 );
@@ -298,10 +310,11 @@ const body = fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom(...NASTY.filter((nasty) => Buffer.byteLength(nasty.body) < 300_000).map((nasty) => nasty.body)) },
   { weight: 1, arbitrary: fc.constant("") },
 );
+const query = fc.constantFrom("", "", "", "?ttl=60s", "?ttl=2s", "?ttl=1h", "?tll=60s", "?ttl=constructor", "?ttl=", "?constructor=1", "?__proto__=x", "?ttl=1s&ttl=2s");
 const hostileRequest: fc.Arbitrary<RawRequest> = fc
   .record({
     method,
-    path: hostilePath,
+    path: fc.tuple(hostilePath, query).map(([path, suffix]) => (path.includes("?") ? path : path + suffix)),
     contentType: fc.option(contentType, { nil: undefined, freq: 8 }),
     body: fc.option(body, { nil: undefined, freq: 8 }),
     chunked: fc.boolean(),
@@ -327,6 +340,14 @@ async function directoryProblems(parent: string, directory: string, url: string)
   const beside = (await readdir(parent)).filter((name) => join(parent, name) !== directory);
   if (beside.length > 0) problems.push(`written outside the directory: ${beside.join(", ")}`);
   for (const name of await readdir(directory)) {
+    if (DEADLINES_FILE.test(name)) {
+      try {
+        parseDeadlines(await readFile(join(directory, name), "utf8"));
+      } catch (error) {
+        problems.push(`${name} is not a valid deadlines file: ${(error as Error).message}`);
+      }
+      continue;
+    }
     if (!MANAGED_FILE.test(name)) {
       problems.push(`unexpected file name ${JSON.stringify(name)}`);
       continue;

@@ -27,14 +27,19 @@ describe("which group a Prometheus target comes from", () => {
     expect(groupKeyOf({ __meta_filepath: "billing@prod.json" })).toBe("billing@prod");
   });
 
-  it("http_sd: the meta labels win over a file path", () => {
+  it("the file decides: meta labels in a file count for nothing, so no registration can pass for another group", () => {
     expect(
       groupKeyOf({
         __meta_filesd_application: "search",
         __meta_filesd_environment: "dev",
         __meta_filepath: "/x/billing@prod.json",
       }),
-    ).toBe("search@dev");
+    ).toBe("billing@prod");
+    expect(groupKeyOf({ __meta_filesd_application: "billing", __meta_filesd_environment: "prod", __meta_filepath: "/srv/targets.json" })).toBeUndefined();
+  });
+
+  it("http_sd: a target without a file is placed by the meta labels /-/http_sd sets", () => {
+    expect(groupKeyOf({ __meta_filesd_application: "search", __meta_filesd_environment: "dev", __meta_url: "http://sd:12345/-/http_sd" })).toBe("search@dev");
   });
 
   it("anything else belongs to no group", () => {

@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GroupStatus } from "../../src/status/status.js";
@@ -334,6 +335,46 @@ describe("GET /<application>/<environment>/status against real Prometheus server
       } finally {
         await child.stop();
       }
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "no registration of another application changes a group's status: __meta_* labels are refused, and a file counts only for its own group",
+    async () => {
+      expect((await sd.request("PUT", "/web/iso", { body: { targets: [exporterAddress] } })).status).toBe(200);
+      expect((await statusOf("/web/iso/status?wait=60s")).status).toBe(200);
+
+      // The attack: another application's registration that claims to be web/iso, scraping the same address where it fails.
+      const disguised = await sd.request("PUT", "/evil/x", {
+        body: `targets=${exporterAddress}&__metrics_path__=/nope&__meta_filesd_application=web&__meta_filesd_environment=iso`,
+      });
+      expect(disguised.status).toBe(400);
+      expect((disguised.body as { message: string }).message).toMatch(/^label "__meta_filesd_application" is reserved/);
+      // Without the disguise it is evil's own group, down on its own.
+      expect((await sd.request("PUT", "/evil/x", { body: `targets=${exporterAddress}&__metrics_path__=/nope` })).status).toBe(200);
+      // And a file that holds the disguise anyway (written by hand, or registered before the rule): the file decides.
+      await writeFile(
+        join(sd.directory, "evil@y.json"),
+        JSON.stringify([{ targets: [exporterAddress], labels: { job: "evil", env: "y", __metrics_path__: "/nope", __meta_filesd_application: "web", __meta_filesd_environment: "iso" } }]),
+      );
+      await eventually(
+        async () => {
+          const targets = await activeTargets(byFile.url);
+          const evil = targets.filter((target) => target.labels.job === "evil");
+          return evil.length === 2 && evil.every((target) => target.health === "down");
+        },
+        WAIT_MS,
+        "Prometheus to scrape both of evil's groups, down",
+      );
+      const evil = await statusOf("/evil/y/status");
+      expect(healthOf(evil.body)).toContain(`${exporterAddress} ${byFile.url} down`);
+      const web = await statusOf("/web/iso/status?wait=5s");
+      expect(web.status).toBe(200);
+      expect(healthOf(web.body)).toEqual([`${exporterAddress} ${byFile.url} up`, `${exporterAddress} ${byHttp.url} up`]);
+      await sd.request("DELETE", "/evil/x");
+      await sd.request("DELETE", "/evil/y");
+      await sd.request("DELETE", "/web/iso");
     },
     TEST_TIMEOUT_MS,
   );

@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { childCaughtBug } from "./no-stray-errors.js";
 import { killOnExit } from "./reaper.js";
 
 /**
@@ -103,6 +104,7 @@ export async function startChildService(options: ChildServiceOptions): Promise<C
       return;
     }
     logs.push(parsed);
+    if (parsed.bug === true) childCaughtBug(line);
     if (parsed.msg === "listening" && typeof parsed.url === "string") onListening(parsed.url);
   });
 

@@ -490,3 +490,15 @@ function withParentDeathSignal(program: string, args: readonly string[]): [strin
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** The member that leads now, as the members themselves say (etcdctl endpoint status). */
+export async function leaderOf(cluster: EtcdCluster): Promise<EtcdCluster["members"][number]> {
+  const status = JSON.parse(await cluster.etcdctl(["endpoint", "status", "-w", "json"])) as {
+    Endpoint: string;
+    Status: { header: { member_id: number }; leader: number };
+  }[];
+  const leader = status.find((entry) => entry.Status.header.member_id === entry.Status.leader);
+  const member = cluster.members.find((candidate) => candidate.clientUrl === leader?.Endpoint);
+  if (member === undefined) throw new Error(`no leader in ${JSON.stringify(status)}`);
+  return member;
+}

@@ -1,0 +1,88 @@
+import type { Context, Middleware } from "koa";
+import { RuleError } from "../errors.js";
+
+/**
+ * What a client asked for that is not there: a query parameter no route
+ * takes, a `/-/` endpoint that does not exist, a path no route matches. Each
+ * answer names what is there, and the closest one when a typo is likely.
+ */
+
+/**
+ * The query parameters `route` takes (e.g. `ttl` on PUT and POST); any other is
+ * a 400 that names it, so `?tll=60s` never registers a permanent target.
+ * `elsewhere` says where a known parameter belongs when this route does not take it.
+ */
+export function acceptsOnly(route: string, accepted: readonly string[], elsewhere: ReadonlyMap<string, string> = new Map()): Middleware {
+  const known = new Set(accepted);
+  const takes = accepted.length === 0 ? "takes no query parameters" : `takes ${accepted.map((name) => `?${name}=`).join(", ")}`;
+  return (ctx, next) => {
+    // Koa's query is a null-prototype object: its keys are the client's, read only as a list.
+    const unknown = Object.keys(ctx.query).filter((name) => !known.has(name));
+    if (unknown.length === 0) return next();
+    const [name = ""] = unknown;
+    const belongs = elsewhere.get(name);
+    const guess = belongs === undefined ? closest(name, accepted) : undefined;
+    throw new RuleError(
+      400,
+      `unknown query parameter ${JSON.stringify(name)}: ${ctx.method} ${route} ${takes}` +
+        (belongs !== undefined ? ` (${belongs})` : guess !== undefined ? `; did you mean ?${guess}=?` : "") +
+        ". Nothing was changed",
+      {},
+      "bad_request",
+    );
+  };
+}
+
+/** The service's own endpoints: `/-/` is reserved for them, which is why a name cannot start with `-`. */
+export const RESERVED_ENDPOINTS = ["/-/healthy", "/-/ready", "/-/http_sd", "/-/status", "/-/openapi.json", "/-/ui/app.js", "/-/ui/app.css", "/-/ui/icon.svg"] as const;
+
+/** Any `/-/…` path that no endpoint answers: a 404 that lists them, never a complaint about the name "-". */
+export function reservedNotFound(ctx: Context): never {
+  const guess = closest(ctx.path.replace(/\/+$/, ""), RESERVED_ENDPOINTS);
+  throw new RuleError(
+    404,
+    `no endpoint ${ctx.path}${guess === undefined ? "" : `; did you mean ${guess}?`} Paths under /-/ are the service's own: ` +
+      `${RESERVED_ENDPOINTS.join(", ")}; targets live at /<application>/<environment>`,
+    {},
+    "not_found",
+  );
+}
+
+/** The last middleware: nothing matched. */
+export function notFound(ctx: Context): never {
+  const guess = closest(ctx.path, ["/", "/metrics", ...RESERVED_ENDPOINTS]);
+  throw new RuleError(
+    404,
+    `no route for ${ctx.method} ${ctx.path}${guess === undefined ? "" : ` (did you mean ${guess}?)`}: ` +
+      "targets live at /<application>/<environment>, e.g. /billing/prod-hou",
+  );
+}
+
+/**
+ * The candidate a typo most likely meant: within two edits (a third for long
+ * words), or one the given text starts (`app` → `application`).
+ */
+export function closest(given: string, candidates: readonly string[]): string | undefined {
+  let best: { candidate: string; distance: number } | undefined;
+  for (const candidate of candidates) {
+    const distance = editDistance(given.toLowerCase(), candidate.toLowerCase());
+    if (best === undefined || distance < best.distance) best = { candidate, distance };
+  }
+  if (best === undefined || best.distance === 0) return undefined;
+  if (best.distance <= (best.candidate.length > 8 ? 3 : 2)) return best.candidate;
+  return given.length >= 3 ? candidates.find((candidate) => candidate.startsWith(given)) : undefined;
+}
+
+/** Levenshtein distance, with the two rows it needs. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous.at(j - 1)! + (a.charAt(i - 1) === b.charAt(j - 1) ? 0 : 1);
+      current.push(Math.min(previous.at(j)! + 1, current.at(j - 1)! + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous.at(b.length)!;
+}
