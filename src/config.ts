@@ -133,7 +133,8 @@ function parseEtcd(env: Readonly<Record<string, string | undefined>>, value: (na
     throw new ConfigError("ETCD_CA_FILE, ETCD_CERT_FILE and ETCD_KEY_FILE are for https:// endpoints; ETCD_ENDPOINTS uses http://");
   }
 
-  const [username, password, passwordFile] = [given("ETCD_USERNAME"), env.ETCD_PASSWORD, given("ETCD_PASSWORD_FILE")];
+  // The password as given (a space may belong to it), but an empty one is no password: `.env-sample` has ETCD_PASSWORD=.
+  const [username, password, passwordFile] = [given("ETCD_USERNAME"), env.ETCD_PASSWORD || undefined, given("ETCD_PASSWORD_FILE")];
   let auth: EtcdConfig["auth"];
   if (username === undefined) {
     if (password !== undefined || passwordFile !== undefined) throw new ConfigError("ETCD_PASSWORD and ETCD_PASSWORD_FILE need ETCD_USERNAME");

@@ -30,6 +30,9 @@ describe("etcd configuration (SPEC §9)", () => {
       groupSelector: { text: '{region="eu"}' },
     });
     expect(loadConfig({ ETCD_ENDPOINTS: "http://127.0.0.1:2379" }).etcd).toMatchObject({ prefix: "/file-sd-writer/", timeoutMs: 5000, tls: undefined, auth: undefined });
+    // Empty is unset: what `.env-sample` sourced as shipped, or Compose, passes.
+    expect(loadConfig({ ETCD_ENDPOINTS: "http://127.0.0.1:2379", ETCD_PASSWORD: "", ETCD_USERNAME: "" }).etcd?.auth).toBeUndefined();
+    expect(loadConfig({ ETCD_ENDPOINTS: "http://127.0.0.1:2379", ETCD_PREFIX: "/no-slash" }).etcd?.prefix).toBe("/no-slash/");
   });
 
   it.each([
