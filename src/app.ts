@@ -68,7 +68,7 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
 
   const router = new Router();
   router
-    .get("/", guards.read, htmlOrJson(page(store, { health: status !== undefined }), index(store)))
+    .get("/", guards.read, htmlOrJson(page(store, status), index(store)))
     .all("/", onlyGet)
     .get("/metrics", metricsText(metrics.registry))
     .all("/metrics", onlyGet)
@@ -86,10 +86,12 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     .all("/-/status", onlyGet)
     .get("/:application/:environment/status", guards.read, groupStatus(status))
     .all("/:application/:environment/status", onlyGet);
-  // The page's script, stylesheet and icon: no registered data, so never a token.
+  // The page's scripts, stylesheet and icon: no registered data, so never a token.
   router
     .get("/-/ui/app.js", uiAsset("app.js"))
     .all("/-/ui/app.js", onlyGet)
+    .get("/-/ui/view.js", uiAsset("view.js"))
+    .all("/-/ui/view.js", onlyGet)
     .get("/-/ui/app.css", uiAsset("app.css"))
     .all("/-/ui/app.css", onlyGet)
     .get("/-/ui/icon.svg", uiAsset("icon.svg"))
