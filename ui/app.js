@@ -58,29 +58,76 @@ function update(dom, node) {
 
 /** Children with a data-key (rows, targets) are matched by it, the others by position. */
 function updateChildren(parent, children) {
-  const keyed = new Map();
-  for (const child of parent.children) {
-    const key = keyOf(child);
-    if (key !== undefined) keyed.set(key, child);
+  if (children.length > 0 && children.every((node) => typeof node !== "string" && node.key !== undefined)) {
+    updateKeyed(parent, children);
+    return;
   }
   let cursor = parent.firstChild;
   for (const node of children) {
-    let dom = typeof node !== "string" && node.key !== undefined ? keyed.get(node.key) : cursor;
-    if (dom !== undefined && dom !== null && sameKind(dom, node)) {
-      const described = typeof node === "string" || node.key === undefined ? undefined : signature(node);
-      if (described === undefined || rendered.get(dom) !== described) update(dom, node);
-      if (described !== undefined) rendered.set(dom, described);
+    if (cursor !== null && sameKind(cursor, node)) {
+      update(cursor, node);
+      cursor = cursor.nextSibling;
     } else {
-      dom = create(node);
+      parent.insertBefore(create(node), cursor);
     }
-    if (dom === cursor) cursor = cursor.nextSibling;
-    else parent.insertBefore(dom, cursor);
   }
   while (cursor !== null) {
     const next = cursor.nextSibling;
     cursor.remove();
     cursor = next;
   }
+}
+
+/**
+ * Rows and targets: each element is kept and changed where it differs. Moving an element
+ * drops a selection inside it, so only the ones outside the longest run already in order
+ * are moved: a row that turns into a problem moves up alone, and the others stay.
+ */
+function updateKeyed(parent, children) {
+  const wanted = new Map(children.map((node) => [node.key, node]));
+  for (const child of [...parent.childNodes]) {
+    const node = wanted.get(keyOf(child));
+    if (node === undefined || !sameKind(child, node)) child.remove();
+  }
+  const current = new Map([...parent.childNodes].map((child, i) => [keyOf(child), { child, i }]));
+  const staying = longestRun(children.map((node) => current.get(node.key)?.i ?? -1));
+  let next = null;
+  for (let i = children.length - 1; i >= 0; i--) {
+    const node = children.at(i);
+    const known = current.get(node.key);
+    let dom;
+    if (known === undefined) {
+      dom = create(node);
+    } else {
+      dom = known.child;
+      const described = signature(node);
+      if (rendered.get(dom) !== described) update(dom, node);
+      rendered.set(dom, described);
+    }
+    if (!staying.has(i)) parent.insertBefore(dom, next);
+    next = dom;
+  }
+}
+
+/** The indexes of a longest increasing run of `positions` (-1: new, never in it). */
+function longestRun(positions) {
+  const tails = [];
+  const previous = new Map();
+  for (const [i, position] of positions.entries()) {
+    if (position < 0) continue;
+    let low = 0;
+    let high = tails.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (positions.at(tails.at(middle)) < position) low = middle + 1;
+      else high = middle;
+    }
+    if (low > 0) previous.set(i, tails.at(low - 1));
+    tails.splice(low, 1, i);
+  }
+  const run = new Set();
+  for (let i = tails.at(-1); i !== undefined; i = previous.get(i)) run.add(i);
+  return run;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -155,12 +202,34 @@ const PARTS = ["refreshed", "problems", "summary", "sources", "rows", "empty"];
 function render() {
   if (model === undefined) return;
   const parts = new Map(Object.entries(pageParts({ ...model, refreshed, now: Date.now() }, filter.value)));
+  const anchor = viewAnchor();
   for (const id of PARTS) {
     const element = document.getElementById(id);
     const node = parts.get(id);
     if (element !== null && node !== undefined) update(element, node);
   }
+  keepInView(anchor);
   tick();
+}
+
+/**
+ * Scrolled down the page, someone is reading a row: a problem that turns up above it must
+ * not push it away. The first row in view stays where it is on the screen. At the top of
+ * the page nothing is held, so new problems are seen.
+ */
+function viewAnchor() {
+  if (window.scrollY === 0) return undefined;
+  for (const row of document.getElementById("rows").children) {
+    const box = row.getBoundingClientRect();
+    if (box.bottom > 0 && box.height > 0) return { row, top: box.top };
+  }
+  return undefined;
+}
+
+function keepInView(anchor) {
+  if (anchor === undefined || !anchor.row.isConnected) return;
+  const moved = anchor.row.getBoundingClientRect().top - anchor.top;
+  if (moved !== 0) window.scrollBy(0, moved);
 }
 
 /** Countdowns: only their text changes. */

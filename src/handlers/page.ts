@@ -230,7 +230,7 @@ function renderPage(pageView: PageView, filterText: string): string {
 <input id="filter" name="q" type="search" value="${view.escapeHtml(filterText)}" autocomplete="off" spellcheck="false" placeholder="billing health:down team=core" aria-describedby="filter-help">${hidden}
 ${html("problems")}
 </form>
-<p id="filter-help">Words match names, targets and label values; also <code>name=value</code>, <code>health:down</code>, <code>expiring</code>, <code>problems</code>. Keys: <kbd>/</kbd> filter, <kbd>p</kbd> problems, <kbd>Esc</kbd> clear.</p>
+<p id="filter-help">Words match names, targets and label values; also <code>name=value</code>, <code>health:down</code>, <code>expiring</code>, <code>problems</code>.<span class="keys"> Keys: <kbd>/</kbd> filter, <kbd>p</kbd> problems, <kbd>Esc</kbd> clear.</span></p>
 ${html("summary")}
 ${html("sources")}
 </header>
