@@ -5,7 +5,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HEALTH_WAIT_MS } from "../../src/handlers/page.js";
 import { eventually, makeTempDir, removeDir, startTestService, type TestService } from "../helpers.js";
-import { axeFindings, expectNothingWrong, launchChromium, nextRefreshes, openWatched, type Watched } from "../support/browser.js";
+import { axeFindings, expectNothingWrong, launchChromium, nextRefreshes, openWatched } from "../support/browser.js";
 import { freePort } from "../support/ports.js";
 import { startPrometheus, type RunningPrometheus } from "../support/prometheus.js";
 
