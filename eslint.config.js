@@ -9,11 +9,13 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    // The page's script runs in the browser as a classic script (ui/app.js, no build step).
+    // The page's scripts run in the browser as modules (ui/app.js, no build step); ui/view.js runs in Node too.
     files: ["ui/**/*.js"],
     languageOptions: {
-      sourceType: "script",
-      globals: { document: "readonly", fetch: "readonly", setTimeout: "readonly" },
+      sourceType: "module",
+      globals: Object.fromEntries(
+        ["document", "window", "fetch", "setTimeout", "clearTimeout", "setInterval", "Node", "Element", "HTMLElement", "URL", "URLSearchParams"].map((name) => [name, "readonly"]),
+      ),
     },
   },
   {

@@ -78,7 +78,7 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
 
   const router = new Router();
   router
-    .get("/", acceptsOnly("/", ["application", "environment", "q"]), guards.read, htmlOrJson(page(store, { health: status !== undefined }), index(store)))
+    .get("/", acceptsOnly("/", ["application", "environment", "q"]), guards.read, htmlOrJson(page(store, status), index(store)))
     .all("/", onlyGet)
     .get("/metrics", none("/metrics"), metricsText(metrics.registry))
     .all("/metrics", onlyGet)
@@ -92,10 +92,12 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     .all("/-/openapi.json", onlyGet)
     .get("/-/status", filters("/-/status"), guards.read, allStatus(store, status))
     .all("/-/status", onlyGet);
-  // The page's script, stylesheet and icon: no registered data, so never a token.
+  // The page's scripts, stylesheet and icon: no registered data, so never a token.
   router
     .get("/-/ui/app.js", none("/-/ui/app.js"), uiAsset("app.js"))
     .all("/-/ui/app.js", onlyGet)
+    .get("/-/ui/view.js", none("/-/ui/view.js"), uiAsset("view.js"))
+    .all("/-/ui/view.js", onlyGet)
     .get("/-/ui/app.css", none("/-/ui/app.css"), uiAsset("app.css"))
     .all("/-/ui/app.css", onlyGet)
     .get("/-/ui/icon.svg", none("/-/ui/icon.svg"), uiAsset("icon.svg"))

@@ -33,6 +33,12 @@ export interface EtcdConfig {
 export interface PrometheusConfig {
   /** Base URLs without a trailing slash, e.g. `http://prometheus:9090` or `https://host/prometheus`. */
   readonly urls: readonly string[];
+  /**
+   * PROMETHEUS_PUBLIC_URL: where a person's browser opens each of `urls` (same count and
+   * order), for the page's links; default the same URLs. They differ when the service
+   * reaches Prometheus by an internal name and people through a proxy.
+   */
+  readonly publicUrls: readonly string[];
   readonly auth: PrometheusAuth | undefined;
 }
 
@@ -213,7 +219,7 @@ function parseTls(certFile: string | undefined, keyFile: string | undefined): Co
  * URL: the URLs are shown in every status answer.
  */
 export function parsePrometheus(env: Readonly<Record<string, string | undefined>>): PrometheusConfig | undefined {
-  const given = (name: "PROMETHEUS_URL" | "PROMETHEUS_BEARER_TOKEN_FILE" | "PROMETHEUS_USERNAME" | "PROMETHEUS_PASSWORD_FILE"): string | undefined =>
+  const given = (name: "PROMETHEUS_URL" | "PROMETHEUS_PUBLIC_URL" | "PROMETHEUS_BEARER_TOKEN_FILE" | "PROMETHEUS_USERNAME" | "PROMETHEUS_PASSWORD_FILE"): string | undefined =>
     env[name]?.trim() || undefined;
   const list = given("PROMETHEUS_URL");
   const auth = parsePrometheusAuth(
@@ -221,38 +227,55 @@ export function parsePrometheus(env: Readonly<Record<string, string | undefined>
     given("PROMETHEUS_USERNAME"),
     given("PROMETHEUS_PASSWORD_FILE"),
   );
+  const publicList = given("PROMETHEUS_PUBLIC_URL");
   if (list === undefined) {
     if (auth !== undefined) {
       throw new ConfigError("PROMETHEUS_BEARER_TOKEN_FILE, PROMETHEUS_USERNAME and PROMETHEUS_PASSWORD_FILE need PROMETHEUS_URL");
     }
+    if (publicList !== undefined) {
+      throw new ConfigError("PROMETHEUS_PUBLIC_URL is set but PROMETHEUS_URL is not: set PROMETHEUS_URL (the URLs the service asks), or unset PROMETHEUS_PUBLIC_URL");
+    }
     return undefined;
   }
-  const urls = list.split(",").map((item) => parsePrometheusUrl(item.trim()));
+  const urls = list.split(",").map((item) => parsePrometheusUrl("PROMETHEUS_URL", item.trim()));
   const duplicate = urls.find((url, i) => urls.indexOf(url) !== i);
   if (duplicate !== undefined) throw new ConfigError(`PROMETHEUS_URL lists ${duplicate} twice`);
-  return { urls, auth };
+  if (publicList === undefined) return { urls, publicUrls: urls, auth };
+  const publicUrls = publicList.split(",").map((item) => parsePrometheusUrl("PROMETHEUS_PUBLIC_URL", item.trim()));
+  if (publicUrls.length !== urls.length) {
+    throw new ConfigError(
+      `PROMETHEUS_PUBLIC_URL lists ${publicUrls.length} URL${publicUrls.length === 1 ? "" : "s"} and PROMETHEUS_URL ${urls.length}: ` +
+        "give one public URL per PROMETHEUS_URL item, in the same order (or unset PROMETHEUS_PUBLIC_URL to link to PROMETHEUS_URL itself)",
+    );
+  }
+  return { urls, publicUrls, auth };
 }
 
-function parsePrometheusUrl(item: string): string {
-  const example = "e.g. PROMETHEUS_URL=http://prometheus:9090,http://prometheus-2:9090";
-  if (item === "") throw new ConfigError(`PROMETHEUS_URL has an empty item; separate base URLs with single commas, ${example}`);
+function parsePrometheusUrl(variable: "PROMETHEUS_URL" | "PROMETHEUS_PUBLIC_URL", item: string): string {
+  const example =
+    variable === "PROMETHEUS_URL"
+      ? "e.g. PROMETHEUS_URL=http://prometheus:9090,http://prometheus-2:9090"
+      : "e.g. PROMETHEUS_PUBLIC_URL=https://prometheus.example.com,https://prometheus-2.example.com";
+  if (item === "") throw new ConfigError(`${variable} has an empty item; separate base URLs with single commas, ${example}`);
   let url: URL;
   try {
     url = new URL(item);
   } catch {
-    throw new ConfigError(`PROMETHEUS_URL item ${JSON.stringify(item)} is not a URL; give base URLs, ${example}`);
+    throw new ConfigError(`${variable} item ${JSON.stringify(item)} is not a URL; give base URLs, ${example}`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new ConfigError(`PROMETHEUS_URL item ${JSON.stringify(item)} must start with http:// or https://`);
+    throw new ConfigError(`${variable} item ${JSON.stringify(item)} must start with http:// or https://`);
   }
   if (url.username !== "" || url.password !== "") {
     throw new ConfigError(
-      `PROMETHEUS_URL item ${JSON.stringify(item)} carries credentials; put them in PROMETHEUS_USERNAME and ` +
-        "PROMETHEUS_PASSWORD_FILE (or PROMETHEUS_BEARER_TOKEN_FILE), the URLs are shown in status answers",
+      variable === "PROMETHEUS_URL"
+        ? `PROMETHEUS_URL item ${JSON.stringify(item)} carries credentials; put them in PROMETHEUS_USERNAME and ` +
+            "PROMETHEUS_PASSWORD_FILE (or PROMETHEUS_BEARER_TOKEN_FILE), the URLs are shown in status answers"
+        : `PROMETHEUS_PUBLIC_URL item ${JSON.stringify(item)} carries credentials; it is shown on the page as a link, so give it without user and password`,
     );
   }
   if (url.search !== "" || url.hash !== "") {
-    throw new ConfigError(`PROMETHEUS_URL item ${JSON.stringify(item)} must be a base URL without ? or #, ${example}`);
+    throw new ConfigError(`${variable} item ${JSON.stringify(item)} must be a base URL without ? or #, ${example}`);
   }
   return url.href.replace(/\/+$/, "");
 }

@@ -295,6 +295,14 @@ export const OPENAPI: OpenApiDocument = {
         responses: { "200": { description: "JavaScript.", content: { "text/javascript": { schema: { type: "string" } } } } },
       },
     },
+    "/-/ui/view.js": {
+      get: {
+        operationId: "uiView",
+        summary: "The description of the page that both the service and the page's script render (never needs a token)",
+        tags: ["status"],
+        responses: { "200": { description: "JavaScript (a module).", content: { "text/javascript": { schema: { type: "string" } } } } },
+      },
+    },
     "/-/ui/app.css": {
       get: {
         operationId: "uiStylesheet",

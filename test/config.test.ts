@@ -69,8 +69,33 @@ describe("PROMETHEUS_URL and its credentials (SPEC §12)", () => {
       loadConfig({ PROMETHEUS_URL: "http://prometheus:9090/, https://p2.example.com/prometheus ,http://[::1]:9090" }).prometheus,
     ).toEqual({
       urls: ["http://prometheus:9090", "https://p2.example.com/prometheus", "http://[::1]:9090"],
+      publicUrls: ["http://prometheus:9090", "https://p2.example.com/prometheus", "http://[::1]:9090"],
       auth: undefined,
     });
+  });
+
+  it("PROMETHEUS_PUBLIC_URL gives the page's links, one per PROMETHEUS_URL item in the same order", () => {
+    expect(
+      loadConfig({ PROMETHEUS_URL: "http://prom-a:9090,http://prom-b:9090", PROMETHEUS_PUBLIC_URL: "https://a.example.com/prometheus/ , https://b.example.com" })
+        .prometheus,
+    ).toEqual({
+      urls: ["http://prom-a:9090", "http://prom-b:9090"],
+      publicUrls: ["https://a.example.com/prometheus", "https://b.example.com"],
+      auth: undefined,
+    });
+  });
+
+  it.each([
+    [{ PROMETHEUS_PUBLIC_URL: "https://a.example.com" }, /PROMETHEUS_PUBLIC_URL is set but PROMETHEUS_URL is not/],
+    [{ PROMETHEUS_URL: "http://a:9090,http://b:9090", PROMETHEUS_PUBLIC_URL: "https://a.example.com" }, /lists 1 URL and PROMETHEUS_URL 2: give one public URL per PROMETHEUS_URL item/],
+    [{ PROMETHEUS_URL: "http://a:9090", PROMETHEUS_PUBLIC_URL: "https://a.example.com,https://b.example.com" }, /lists 2 URLs and PROMETHEUS_URL 1/],
+    [{ PROMETHEUS_URL: "http://a:9090", PROMETHEUS_PUBLIC_URL: "prometheus.example.com" }, /PROMETHEUS_PUBLIC_URL item "prometheus.example.com" is not a URL/],
+    [{ PROMETHEUS_URL: "http://a:9090", PROMETHEUS_PUBLIC_URL: "javascript:alert(1)" }, /PROMETHEUS_PUBLIC_URL item "javascript:alert\(1\)" must start with http:\/\/ or https:\/\//],
+    [{ PROMETHEUS_URL: "http://a:9090", PROMETHEUS_PUBLIC_URL: "https://u:p@a.example.com" }, /carries credentials; it is shown on the page/],
+    [{ PROMETHEUS_URL: "http://a:9090", PROMETHEUS_PUBLIC_URL: "https://a.example.com/?x=1" }, /PROMETHEUS_PUBLIC_URL item .* must be a base URL without \? or #/],
+    [{ PROMETHEUS_URL: "http://a:9090,http://b:9090", PROMETHEUS_PUBLIC_URL: "https://a.example.com,,https://b.example.com" }, /PROMETHEUS_PUBLIC_URL has an empty item/],
+  ])("PROMETHEUS_PUBLIC_URL %j is refused with a message that says what to do", (env, message) => {
+    expect(() => loadConfig(env)).toThrow(message);
   });
 
   it("reads a bearer token file, or a user and password file", () => {

@@ -1,184 +1,323 @@
-// The page's only script (served at /-/ui/app.js; see src/handlers/page.ts). No build step, no
-// library. It keeps the server-rendered table current from the service's own JSON: GET / (labels,
-// last change, TTL deadlines), GET /-/http_sd (target lists) and, with PROMETHEUS_URL, GET /-/status
-// (health). Every registered value goes into the page with textContent, never as markup.
-"use strict";
+// The page's script (served at /-/ui/app.js; docs/page.md). No build step, no library. The
+// service renders the whole page first; this keeps it current from the service's own JSON:
+// GET / (labels, last change, deadlines), GET /-/http_sd (targets) and, with PROMETHEUS_URL,
+// GET /-/status (health). Both sides render ui/view.js's description of the page; here it is
+// compared with what the page has and only what differs is changed, so a selection, the focus
+// and the scroll position survive every refresh, and countdowns change their text only.
+// Every registered value goes into the page as text, never as markup.
+import { pageParts, toggledProblems, untilText } from "./view.js";
 
-(() => {
-  const REFRESH_MS = 2000;
-  const health = document.body.dataset.health === "on";
-  const filter = document.getElementById("filter");
-  const tbody = document.querySelector("#groups tbody");
-  const summary = document.getElementById("summary");
-  const empty = document.getElementById("empty");
-  let lastModel = "";
-  let problem = "";
+const REFRESH_MS = 2000;
+const TICK_MS = 1000;
+const settings = JSON.parse(document.body.dataset.page || "{}");
+const filter = document.getElementById("filter");
+const form = document.getElementById("filter-form");
+/** The page's own ?application= and ?environment=, passed on to every JSON request. */
+const params = [...new URLSearchParams(window.location.search)].filter(([name]) => name === "application" || name === "environment");
+/** The page as last fetched; undefined until the first refresh answers. */
+let model;
+let refreshed;
+/** What each row was last rendered from: a row whose description did not change is not looked at. */
+const rendered = new WeakMap();
 
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
+// ---------------------------------------------------------------------------------------------
+// Making the page equal to a description (ui/view.js's elements), changing only what differs.
+
+function create(node) {
+  if (typeof node === "string") return document.createTextNode(node);
+  const element = document.createElement(node.tag);
+  for (const [name, value] of node.attrs) element.setAttribute(name, value);
+  for (const child of node.children) element.append(create(child));
+  return element;
+}
+
+function keyOf(dom) {
+  return dom.nodeType === Node.ELEMENT_NODE ? (dom.getAttribute("data-key") ?? undefined) : undefined;
+}
+
+function sameKind(dom, node) {
+  if (typeof node === "string") return dom.nodeType === Node.TEXT_NODE;
+  return dom.nodeType === Node.ELEMENT_NODE && dom.localName === node.tag && keyOf(dom) === node.key;
+}
+
+/** A countdown's text is the ticker's: the description only says when it is due. */
+function signature(node) {
+  return JSON.stringify(node, (_, value) => (value !== null && typeof value === "object" && value.live === true ? value.attrs : value));
+}
+
+function update(dom, node) {
+  if (typeof node === "string") {
+    if (dom.data !== node) dom.data = node;
+    return;
   }
+  const wanted = new Map(node.attrs);
+  for (const name of dom.getAttributeNames()) if (!wanted.has(name)) dom.removeAttribute(name);
+  for (const [name, value] of node.attrs) if (dom.getAttribute(name) !== value) dom.setAttribute(name, value);
+  if (!node.live) updateChildren(dom, node.children);
+}
 
-  function shownTime(iso) {
-    return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
+/** Children with a data-key (rows, targets) are matched by it, the others by position. */
+function updateChildren(parent, children) {
+  if (children.length > 0 && children.every((node) => typeof node !== "string" && node.key !== undefined)) {
+    updateKeyed(parent, children);
+    return;
   }
-
-  function untilText(iso) {
-    const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
-    if (!Number.isFinite(seconds)) return "";
-    if (seconds <= 0) return "expiring";
-    if (seconds < 120) return `expires in ${seconds} s`;
-    if (seconds < 7200) return `expires in ${Math.round(seconds / 60)} min`;
-    return `expires in ${Math.round(seconds / 3600)} h`;
-  }
-
-  async function getJson(path) {
-    const response = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(`${path}: ${response.status} ${body.message || response.statusText}`);
-    return body;
-  }
-
-  /** One list of groups from the three answers, keyed like the rows: `<application>@<environment>`. */
-  function modelOf(index, httpSd, status) {
-    const groups = new Map();
-    for (const line of index.groups || []) {
-      groups.set(`${line.application}@${line.environment}`, {
-        application: line.application,
-        environment: line.environment,
-        labels: line.labels || {},
-        changedAt: line.changedAt || "",
-        // A Map: a target may be named __proto__ or constructor (src/model.ts, keys from clients).
-        expires: new Map(Object.entries(line.expires || {})),
-        targets: [],
-      });
+  let cursor = parent.firstChild;
+  for (const node of children) {
+    if (cursor !== null && sameKind(cursor, node)) {
+      update(cursor, node);
+      cursor = cursor.nextSibling;
+    } else {
+      parent.insertBefore(create(node), cursor);
     }
-    for (const group of httpSd) {
-      const labels = group.labels || {};
-      const key = `${labels.__meta_filesd_application}@${labels.__meta_filesd_environment}`;
-      const known = groups.get(key);
-      if (known) known.targets = group.targets.map((target) => ({ target, servers: [] }));
+  }
+  while (cursor !== null) {
+    const next = cursor.nextSibling;
+    cursor.remove();
+    cursor = next;
+  }
+}
+
+/**
+ * Rows and targets: each element is kept and changed where it differs. Moving an element
+ * drops a selection inside it, so only the ones outside the longest run already in order
+ * are moved: a row that turns into a problem moves up alone, and the others stay.
+ */
+function updateKeyed(parent, children) {
+  const wanted = new Map(children.map((node) => [node.key, node]));
+  for (const child of [...parent.childNodes]) {
+    const node = wanted.get(keyOf(child));
+    if (node === undefined || !sameKind(child, node)) child.remove();
+  }
+  const current = new Map([...parent.childNodes].map((child, i) => [keyOf(child), { child, i }]));
+  const staying = longestRun(children.map((node) => current.get(node.key)?.i ?? -1));
+  let next = null;
+  for (let i = children.length - 1; i >= 0; i--) {
+    const node = children.at(i);
+    const known = current.get(node.key);
+    let dom;
+    if (known === undefined) {
+      dom = create(node);
+    } else {
+      dom = known.child;
+      const described = signature(node);
+      if (rendered.get(dom) !== described) update(dom, node);
+      rendered.set(dom, described);
     }
-    if (status) {
-      for (const groupStatus of status.groups || []) {
-        const known = groups.get(`${groupStatus.application}@${groupStatus.environment}`);
-        if (!known) continue;
-        for (const target of known.targets) {
-          const seen = (groupStatus.targets || []).find((candidate) => candidate.target === target.target);
-          if (seen) target.servers = seen.servers;
-        }
+    if (!staying.has(i)) parent.insertBefore(dom, next);
+    next = dom;
+  }
+}
+
+/** The indexes of a longest increasing run of `positions` (-1: new, never in it). */
+function longestRun(positions) {
+  const tails = [];
+  const previous = new Map();
+  for (const [i, position] of positions.entries()) {
+    if (position < 0) continue;
+    let low = 0;
+    let high = tails.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (positions.at(tails.at(middle)) < position) low = middle + 1;
+      else high = middle;
+    }
+    if (low > 0) previous.set(i, tails.at(low - 1));
+    tails.splice(low, 1, i);
+  }
+  const run = new Set();
+  for (let i = tails.at(-1); i !== undefined; i = previous.get(i)) run.add(i);
+  return run;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The page's data, from the three JSON answers.
+
+function groupKey(application, environment) {
+  return `${application}@${environment}`;
+}
+
+/** Built from Object.entries, into Maps: a target or label may be called __proto__ or constructor. */
+function pageOf(index, httpSd, status, statusError, at) {
+  const targetsOf = new Map();
+  for (const group of httpSd) {
+    const labels = new Map(Object.entries(group.labels || {}));
+    targetsOf.set(groupKey(labels.get("__meta_filesd_application"), labels.get("__meta_filesd_environment")), group.targets || []);
+  }
+  const healthOf = new Map();
+  for (const groupStatus of (status && status.groups) || []) {
+    healthOf.set(groupKey(groupStatus.application, groupStatus.environment), new Map((groupStatus.targets || []).map((target) => [target.target, target])));
+  }
+  const groups = [];
+  for (const line of index.groups || []) {
+    const key = groupKey(line.application, line.environment);
+    const deadlines = new Map(Object.entries(line.expires || {}));
+    const seen = healthOf.get(key) || new Map();
+    groups.push({
+      application: line.application,
+      environment: line.environment,
+      labels: new Map(Object.entries(line.labels || {})),
+      changedAt: line.changedAt || "",
+      targets: (targetsOf.get(key) || []).map((target) => ({
+        target,
+        deadline: deadlines.get(target),
+        servers: new Map(((seen.get(target) || {}).servers || []).map((server) => [server.prometheus, serverHealth(server)])),
+      })),
+    });
+  }
+  const prometheus = (settings.prometheus || []).map(({ url, publicUrl }) => {
+    if (statusError !== undefined) return { url, publicUrl, answer: { kind: "failed", at, error: statusError } };
+    for (const group of groups) {
+      for (const target of group.targets) {
+        const server = target.servers.get(url);
+        if (server && server.health === "unreachable") return { url, publicUrl, answer: { kind: "failed", at, error: server.error || "no answer" } };
       }
     }
-    return [...groups.values()];
+    return { url, publicUrl, answer: { kind: "live", at } };
+  });
+  return { groups, prometheus, health: settings.health === true, params };
+}
+
+/** The same fields, in the same order, as the service's first HTML (src/handlers/page.ts). */
+function serverHealth(server) {
+  const health = { health: server.health };
+  if (server.error !== undefined) health.error = server.error;
+  if (server.scrapeUrl) health.scrapeUrl = server.scrapeUrl;
+  return health;
+}
+
+async function getJson(path) {
+  const search = new URLSearchParams(params).toString();
+  const response = await fetch(search === "" ? path : `${path}?${search}`, { headers: { Accept: "application/json" }, cache: "no-store" });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(`${path} answered ${response.status}${body.message ? `: ${body.message}` : ""}`);
+  return body;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering, the filter and the keys.
+
+const PARTS = ["refreshed", "problems", "summary", "sources", "rows", "empty"];
+
+function render() {
+  if (model === undefined) return;
+  const parts = new Map(Object.entries(pageParts({ ...model, refreshed, now: Date.now() }, filter.value)));
+  const anchor = viewAnchor();
+  for (const id of PARTS) {
+    const element = document.getElementById(id);
+    const node = parts.get(id);
+    if (element !== null && node !== undefined) update(element, node);
   }
+  keepInView(anchor);
+  tick();
+}
 
-  function healthCell(server, many) {
-    const item = element("span", "health");
-    item.dataset.health = server.health;
-    item.title = server.prometheus;
-    item.append(element("span", "dot"), element("span", "word", many ? `${server.health} (${server.prometheus})` : server.health));
-    return item;
+/**
+ * Scrolled down the page, someone is reading a row: a problem that turns up above it must
+ * not push it away. The first row in view stays where it is on the screen. At the top of
+ * the page nothing is held, so new problems are seen.
+ */
+function viewAnchor() {
+  if (window.scrollY === 0) return undefined;
+  for (const row of document.getElementById("rows").children) {
+    const box = row.getBoundingClientRect();
+    if (box.bottom > 0 && box.height > 0) return { row, top: box.top };
   }
+  return undefined;
+}
 
-  function row(group) {
-    const tr = element("tr");
-    tr.dataset.key = `${group.application}@${group.environment}`;
-    const name = element("th");
-    name.scope = "row";
-    name.append(element("span", "application", group.application), " / ", element("span", "environment", group.environment));
+function keepInView(anchor) {
+  if (anchor === undefined || !anchor.row.isConnected) return;
+  const moved = anchor.row.getBoundingClientRect().top - anchor.top;
+  if (moved !== 0) window.scrollBy(0, moved);
+}
 
-    const targets = element("ul", "targets");
-    for (const target of group.targets) {
-      const li = element("li");
-      li.append(element("span", "target", target.target));
-      const deadline = group.expires.get(target.target);
-      if (deadline) {
-        const time = element("time", "expires", untilText(deadline));
-        time.dateTime = deadline;
-        time.title = `expires ${shownTime(deadline)}`;
-        li.append(" ", time);
-      }
-      if (target.servers.length > 0) {
-        const healths = element("span", "healths");
-        for (const server of target.servers) healths.append(healthCell(server, target.servers.length > 1));
-        li.append(" ", healths);
-        for (const server of target.servers) {
-          if (server.error) li.append(element("p", "error", target.servers.length > 1 ? `${server.prometheus}: ${server.error}` : server.error));
-        }
-      }
-      targets.append(li);
-    }
-
-    const labels = element("ul", "labels");
-    for (const [labelName, value] of Object.entries(group.labels)) {
-      const li = element("li");
-      li.append(element("span", "name", labelName), "=", element("span", "value", value));
-      labels.append(li);
-    }
-
-    const changed = element("time", "", group.changedAt ? shownTime(group.changedAt) : "");
-    if (group.changedAt) changed.dateTime = group.changedAt;
-
-    const cells = [name, element("td"), element("td"), element("td")];
-    cells[1].append(targets);
-    cells[2].append(labels);
-    cells[3].append(changed);
-    tr.append(...cells);
-    return tr;
+/** Countdowns: only their text changes. */
+function tick() {
+  const now = Date.now();
+  for (const time of document.querySelectorAll("time.expires")) {
+    const text = untilText(time.getAttribute("datetime") || "", now);
+    const node = time.firstChild;
+    if (node === null) time.append(text);
+    else if (node.nodeType === Node.TEXT_NODE && node.data !== text) node.data = text;
   }
+}
 
-  /** Every word of the filter must appear somewhere in the row's text (case-insensitive). */
-  function applyFilter() {
-    const words = filter.value.toLowerCase().split(/\s+/).filter((word) => word !== "");
-    let shown = 0;
-    let targets = 0;
-    for (const tr of tbody.rows) {
-      const text = tr.textContent.toLowerCase();
-      const visible = words.every((word) => text.includes(word));
-      tr.hidden = !visible;
-      if (visible) {
-        shown++;
-        targets += tr.querySelectorAll(".targets > li").length;
-      }
-    }
-    const total = tbody.rows.length;
-    const counted = shown === total ? `${total} application/environments, ${targets} targets` : `${shown} of ${total} application/environments shown, ${targets} targets`;
-    const text = problem ? `${counted}. ${problem}` : health ? counted : `${counted}. Health needs PROMETHEUS_URL.`;
-    // A live region: touch it only when the words change, or a screen reader repeats it every refresh.
-    if (summary.textContent !== text) summary.textContent = text;
-    empty.hidden = total !== 0;
+/** The filter is shareable: the address keeps ?q= in step, without a new history entry. */
+function keepAddress() {
+  const url = new URL(window.location.href);
+  const query = filter.value.trim();
+  if (query === "") url.searchParams.delete("q");
+  else url.searchParams.set("q", query);
+  if (url.href !== window.location.href) window.history.replaceState(null, "", url);
+}
+
+function setFilter(text) {
+  filter.value = text;
+  render();
+  keepAddress();
+}
+
+async function refresh() {
+  const at = Date.now();
+  try {
+    const [index, httpSd, status] = await Promise.all([
+      getJson("/"),
+      getJson("/-/http_sd"),
+      settings.health === true ? getJson("/-/status").catch((error) => ({ error })) : Promise.resolve(undefined),
+    ]);
+    const statusError = status && status.error instanceof Error ? status.error.message : undefined;
+    model = pageOf(index, httpSd, statusError === undefined ? status : undefined, statusError, at);
+    refreshed = { at };
+  } catch (error) {
+    refreshed = { at, error: error instanceof Error ? error.message : String(error) };
   }
+  render();
+  document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || "0") + 1);
+}
 
-  async function refresh() {
-    try {
-      const [index, httpSd, status] = await Promise.all([
-        getJson("/"),
-        getJson("/-/http_sd"),
-        health ? getJson("/-/status").catch((error) => ({ error })) : Promise.resolve(undefined),
-      ]);
-      const statusProblem = status && status.error ? `Health unavailable: ${status.error.message}` : "";
-      const model = modelOf(index, httpSd, status && !status.error ? status : undefined);
-      const text = JSON.stringify(model);
-      // Only touch the table when something changed (a selection survives), or when deadlines count down.
-      const deadlines = model.some((group) => group.expires.size > 0);
-      if (text !== lastModel || deadlines) {
-        lastModel = text;
-        tbody.replaceChildren(...model.map(row));
-      }
-      problem = statusProblem;
-    } catch (error) {
-      problem = `Could not reach the service (${error.message}); retrying.`;
-    }
-    applyFilter();
+let timer;
+async function loop() {
+  clearTimeout(timer);
+  await refresh();
+  // A hidden tab does not poll; it refreshes when it is shown again.
+  if (!document.hidden) timer = setTimeout(loop, REFRESH_MS);
+}
+
+function typing(target) {
+  return target instanceof HTMLElement && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+filter.addEventListener("input", () => {
+  render();
+  keepAddress();
+});
+form.addEventListener("submit", (event) => event.preventDefault());
+document.addEventListener("click", (event) => {
+  // The toggle and the counts are links to a filtered page (they work without script too): here they filter in place.
+  const link = event.target instanceof Element ? event.target.closest("#problems, #summary a.count") : null;
+  if (link === null || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+  event.preventDefault();
+  setFilter(new URL(link.href).searchParams.get("q") || "");
+});
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.target === filter && event.key === "Escape") {
+    if (filter.value !== "") setFilter("");
+    return;
   }
-
-  async function loop() {
-    await refresh();
-    setTimeout(loop, REFRESH_MS);
+  if (typing(event.target)) return;
+  if (event.key === "/") {
+    event.preventDefault();
+    filter.focus();
+    filter.select();
+  } else if (event.key === "p" || event.key === "P") {
+    event.preventDefault();
+    setFilter(toggledProblems(filter.value));
   }
-
-  filter.addEventListener("input", applyFilter);
-  loop();
-})();
+});
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) loop();
+});
+setInterval(tick, TICK_MS);
+loop();

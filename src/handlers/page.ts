@@ -1,19 +1,33 @@
 import { readFileSync } from "node:fs";
 import type { Context, Middleware } from "koa";
+import { RuleError } from "../errors.js";
 import type { Entry } from "../filestore/store.js";
+import type { Answer, GroupStatus, Health, StatusService } from "../status/status.js";
+import { selectedEntries } from "./group-filter.js";
 
 /**
- * The page for people (SPEC §12): `GET /` from a browser. Server-rendered, so it
- * shows everything without script; `ui/app.js` then keeps it current from the
- * JSON endpoints. Every registered value is HTML-escaped here and set with
- * textContent there: a label value `<img src=x onerror=alert(1)>` is printed.
+ * The page for people: `GET /` from a browser (docs/page.md). The first HTML is
+ * complete: rows, deadlines and, with PROMETHEUS_URL, health (waiting at most
+ * HEALTH_WAIT_MS for Prometheus, else its last known answer, and the page says
+ * which). `ui/app.js` then keeps it current from the JSON endpoints. Both render
+ * the same description of the page, `ui/view.js`, so the script's first refresh
+ * changes nothing that did not change. Every registered value is escaped here and
+ * set as text there: a label value `<img src=x onerror=alert(1)>` is printed.
  * Nothing comes from elsewhere, and the Content-Security-Policy says so.
  */
 
-/** No inline script or style anywhere, so no 'unsafe-inline'. */
+/**
+ * How long the first HTML waits for a Prometheus that has not answered within the
+ * last second. Long enough for a healthy Prometheus with thousands of targets
+ * (tens of ms), short enough that a hung one does not hold the page: after it, the
+ * page shows the last known answer and the script fills in the live one.
+ */
+export const HEALTH_WAIT_MS = 300;
+
+/** No inline script or style anywhere, so no 'unsafe-inline'. The filter form may submit to the page itself (without script). */
 export const CONTENT_SECURITY_POLICY =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
-  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+  "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 const SECURITY_HEADERS = {
   "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -25,6 +39,44 @@ const SECURITY_HEADERS = {
 export interface Listing {
   list(): Iterable<Entry>;
 }
+
+// ui/view.js is the browser's module too (no build step), so it is plain JavaScript, loaded
+// here at run time from ui/ beside src/ and dist/ (the image copies ui/, see Dockerfile).
+// These are the shapes it works with (its header comment says the same).
+type ServerHealthView = { readonly health: Health; readonly error?: string; readonly scrapeUrl?: string };
+interface TargetView {
+  readonly target: string;
+  readonly deadline: string | undefined;
+  readonly servers: ReadonlyMap<string, ServerHealthView>;
+}
+interface GroupView {
+  readonly application: string;
+  readonly environment: string;
+  readonly labels: ReadonlyMap<string, string>;
+  readonly changedAt: string;
+  readonly targets: readonly TargetView[];
+}
+interface PageView {
+  readonly groups: readonly GroupView[];
+  readonly prometheus: readonly { readonly url: string; readonly publicUrl: string; readonly answer: Answer }[];
+  readonly health: boolean;
+  readonly refreshed: { readonly at: number };
+  readonly params: readonly (readonly [string, string])[];
+  readonly now: number;
+}
+interface Element {
+  readonly tag: string;
+  readonly attrs: readonly (readonly [string, string])[];
+  readonly children: readonly (Element | string)[];
+}
+type PagePart = "refreshed" | "problems" | "summary" | "sources" | "rows" | "empty";
+interface ViewModule {
+  pageParts(page: PageView, filterText: string): Readonly<Record<PagePart, Element>>;
+  toHtml(node: Element | string): string;
+  escapeHtml(text: string): string;
+}
+
+const view = (await import(new URL("../../ui/view.js", import.meta.url).href)) as ViewModule;
 
 /**
  * True only when the client ranks text/html strictly above application/json:
@@ -60,24 +112,86 @@ export function htmlOrJson(html: Middleware, json: Middleware): Middleware {
   };
 }
 
-/** `health`: PROMETHEUS_URL is set, so the script asks `/-/status` for the dots. */
-export function page(listing: Listing, options: { readonly health: boolean }) {
-  return (ctx: Context): void => {
-    const entries = [...listing.list()].sort(byApplicationThenEnvironment);
+/** `status`: from PROMETHEUS_URL; without it the page says that health needs it. */
+export function page(listing: Listing, status: StatusService | undefined) {
+  return async (ctx: Context): Promise<void> => {
+    const filterText = filterOf(ctx);
+    const entries = selectedEntries(ctx, listing.list());
+    const health = status === undefined ? undefined : await status.ofEntriesWithin(entries, HEALTH_WAIT_MS);
+    const now = Date.now();
+    const params: [string, string][] = [];
+    for (const name of ["application", "environment"] as const) {
+      const given = ctx.query[name];
+      for (const value of given === undefined ? [] : typeof given === "string" ? [given] : given) params.push([name, value]);
+    }
+    const pageView: PageView = {
+      groups: groupViews(entries, health?.groups),
+      prometheus:
+        status === undefined || health === undefined
+          ? []
+          : status.servers.map((server, i) => ({
+              url: server.url,
+              publicUrl: status.publicUrls.at(i) ?? server.url,
+              answer: health.answers.at(i) ?? { kind: "none", waitedMs: HEALTH_WAIT_MS },
+            })),
+      health: status !== undefined,
+      refreshed: { at: now },
+      params,
+      now,
+    };
     ctx.set(SECURITY_HEADERS);
     ctx.set("Cache-Control", "no-store");
     ctx.type = "html";
-    ctx.body = renderPage(entries, options.health);
+    ctx.body = renderPage(pageView, filterText);
   };
+}
+
+/** `?q=`, the filter (docs/page.md); once. */
+function filterOf(ctx: Context): string {
+  const given = ctx.query.q;
+  if (given === undefined) return "";
+  if (typeof given !== "string") throw new RuleError(400, "give ?q= once; put several filter words in it, separated by spaces (?q=billing+health:down)", {}, "bad_request");
+  return given;
+}
+
+function groupViews(entries: readonly Entry[], statuses: readonly GroupStatus[] | undefined): GroupView[] {
+  return entries.map((entry, i) => {
+    const status = statuses?.at(i);
+    const byTarget = new Map(status?.targets.map((target) => [target.target, target]));
+    return {
+      application: entry.appEnv.application,
+      environment: entry.appEnv.environment,
+      labels: new Map(Object.entries(entry.group.labels)),
+      changedAt: entry.changedAt.toISOString(),
+      targets: entry.group.targets.map((target): TargetView => {
+        const deadline = deadlineOf(entry, target);
+        return {
+          target,
+          deadline: deadline === undefined ? undefined : new Date(deadline).toISOString(),
+          servers: new Map(
+            (byTarget.get(target)?.servers ?? []).map((server) => [
+              server.prometheus,
+              { health: server.health, ...(server.error === undefined ? {} : { error: server.error }), ...(server.scrapeUrl ? { scrapeUrl: server.scrapeUrl } : {}) },
+            ]),
+          ),
+        };
+      }),
+    };
+  });
+}
+
+function deadlineOf(entry: Entry, target: string): number | undefined {
+  return entry.expires.get(target);
 }
 
 const ASSETS = {
   "app.js": "text/javascript; charset=utf-8",
+  "view.js": "text/javascript; charset=utf-8",
   "app.css": "text/css; charset=utf-8",
   "icon.svg": "image/svg+xml",
 } as const;
 
-/** The page's script, stylesheet and icon (else browsers ask for /favicon.ico), from `ui/` beside `src/` and `dist/`, read once. */
+/** The page's scripts, stylesheet and icon (else browsers ask for /favicon.ico), from `ui/` beside `src/` and `dist/`, read once. */
 export function uiAsset(name: keyof typeof ASSETS) {
   const bytes = readFileSync(new URL(`../../ui/${name}`, import.meta.url));
   return (ctx: Context): void => {
@@ -88,17 +202,15 @@ export function uiAsset(name: keyof typeof ASSETS) {
   };
 }
 
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (character) => `&#${character.charCodeAt(0)};`);
-}
-
-/** The same words and times app.js writes, so the first paint and the updates look alike. */
-export function shownTime(iso: string): string {
-  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
-}
-
-function renderPage(entries: readonly Entry[], health: boolean): string {
-  const targets = entries.reduce((sum, entry) => sum + entry.group.targets.length, 0);
+/** The parts ui/app.js keeps current, each rendered where the page has it. */
+function renderPage(pageView: PageView, filterText: string): string {
+  const parts = view.pageParts(pageView, filterText);
+  const html = (part: PagePart): string => view.toHtml(parts[part]);
+  const settings = JSON.stringify({
+    health: pageView.health,
+    prometheus: pageView.prometheus.map(({ url, publicUrl }) => ({ url, publicUrl })),
+  });
+  const hidden = pageView.params.map(([name, value]) => `<input type="hidden" name="${name}" value="${view.escapeHtml(value)}">`).join("");
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -107,53 +219,30 @@ function renderPage(entries: readonly Entry[], health: boolean): string {
 <title>file_sd writer</title>
 <link rel="stylesheet" href="/-/ui/app.css">
 <link rel="icon" href="/-/ui/icon.svg" type="image/svg+xml">
-<script src="/-/ui/app.js" defer></script>
+<script type="module" src="/-/ui/app.js"></script>
 </head>
-<body data-health="${health ? "on" : "off"}">
+<body data-page="${view.escapeHtml(settings)}">
 <header>
-<h1>file_sd writer</h1>
-<div class="controls">
+<div class="title"><h1>file_sd writer</h1>${html("refreshed")}</div>
+<form id="filter-form" role="search" method="get" action="/">
 <label for="filter">Filter</label>
-<input id="filter" type="search" autocomplete="off" spellcheck="false" placeholder="e.g. billing prod team=core">
-</div>
-<p id="summary" aria-live="polite">${entries.length} application/environments, ${targets} targets${health ? "" : ". Health needs PROMETHEUS_URL."}</p>
+<input id="filter" name="q" type="search" value="${view.escapeHtml(filterText)}" autocomplete="off" spellcheck="false" placeholder="billing health:down team=core" aria-describedby="filter-help">${hidden}
+${html("problems")}
+</form>
+<p id="filter-help">Words match names, targets and label values; also <code>name=value</code>, <code>health:down</code>, <code>expiring</code>, <code>problems</code>.<span class="keys"> Keys: <kbd>/</kbd> filter, <kbd>p</kbd> problems, <kbd>Esc</kbd> clear.</span></p>
+${html("summary")}
+${html("sources")}
 </header>
 <main>
 <table id="groups">
-<caption class="visually-hidden">Registered targets by application and environment</caption>
+<caption class="visually-hidden">Registered targets by application and environment, problems first</caption>
+<colgroup><col class="col-group"><col class="col-targets"><col class="col-labels"><col class="col-changed"></colgroup>
 <thead><tr><th scope="col">Application / environment</th><th scope="col">Targets</th><th scope="col">Labels</th><th scope="col">Changed</th></tr></thead>
-<tbody>
-${entries.map(renderRow).join("\n")}
-</tbody>
+${html("rows")}
 </table>
-<p id="empty"${entries.length === 0 ? "" : " hidden"}>Nothing registered yet: <code>curl -X PUT -d targets=host:9100 …/application/environment</code></p>
+${html("empty")}
 </main>
 </body>
 </html>
 `;
-}
-
-function renderRow(entry: Entry): string {
-  const { application, environment } = entry.appEnv;
-  const labels = Object.entries(entry.group.labels);
-  return (
-    `<tr data-key="${escapeHtml(`${application}@${environment}`)}">` +
-    `<th scope="row"><span class="application">${escapeHtml(application)}</span> / <span class="environment">${escapeHtml(environment)}</span></th>` +
-    `<td><ul class="targets">${entry.group.targets
-      .map((target) => `<li><span class="target">${escapeHtml(target)}</span></li>`)
-      .join("")}</ul></td>` +
-    `<td><ul class="labels">${labels
-      .map(([name, value]) => `<li><span class="name">${escapeHtml(name)}</span>=<span class="value">${escapeHtml(value)}</span></li>`)
-      .join("")}</ul></td>` +
-    `<td><time datetime="${entry.changedAt.toISOString()}">${shownTime(entry.changedAt.toISOString())}</time></td>` +
-    "</tr>"
-  );
-}
-
-function byApplicationThenEnvironment(a: Entry, b: Entry): number {
-  return compare(a.appEnv.application, b.appEnv.application) || compare(a.appEnv.environment, b.appEnv.environment);
-}
-
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -34,7 +34,7 @@ export function acceptsOnly(route: string, accepted: readonly string[], elsewher
 }
 
 /** The service's own endpoints: `/-/` is reserved for them, which is why a name cannot start with `-`. */
-export const RESERVED_ENDPOINTS = ["/-/healthy", "/-/ready", "/-/http_sd", "/-/status", "/-/openapi.json", "/-/ui/app.js", "/-/ui/app.css", "/-/ui/icon.svg"] as const;
+export const RESERVED_ENDPOINTS = ["/-/healthy", "/-/ready", "/-/http_sd", "/-/status", "/-/openapi.json", "/-/ui/app.js", "/-/ui/view.js", "/-/ui/app.css", "/-/ui/icon.svg"] as const;
 
 /** Any `/-/…` path that no endpoint answers: a 404 that lists them, never a complaint about the name "-". */
 export function reservedNotFound(ctx: Context): never {

@@ -60,6 +60,11 @@ export class PrometheusTargets {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
+  /** The last answer, however old; undefined before the first one. */
+  get latest(): Snapshot | undefined {
+    return this.last;
+  }
+
   /** The last answer if it is fresh enough, else the one on its way, else a new request. Never rejects. */
   snapshot(): Promise<Snapshot> {
     if (this.last !== undefined && Date.now() - this.last.at < this.maxAgeMs) return Promise.resolve(this.last);

@@ -43,6 +43,18 @@ export interface GroupStatus {
   readonly message?: string;
 }
 
+/**
+ * How the page got one Prometheus' view (the page never waits long for it):
+ * `live`, an answer within the wait (or a fresh cached one); `stale`, none within
+ * the wait, so the last one, `at`; `none`, none yet at all; `failed`, it answered
+ * with an error or not at all (its targets are `unreachable`).
+ */
+export type Answer =
+  | { readonly kind: "live"; readonly at: number }
+  | { readonly kind: "stale"; readonly at: number; readonly waitedMs: number }
+  | { readonly kind: "none"; readonly waitedMs: number }
+  | { readonly kind: "failed"; readonly at: number; readonly error: string };
+
 /** What the status needs from the store, whichever backend keeps it. */
 export interface Registry {
   get(appEnv: AppEnv): TargetGroup | undefined;
@@ -57,6 +69,8 @@ const RANK: Readonly<Record<SeenTarget["health"], number>> = { down: 0, unknown:
 
 export class StatusService {
   readonly servers: readonly PrometheusTargets[];
+  /** Where people open each Prometheus (PROMETHEUS_PUBLIC_URL), in the order of `servers`. */
+  readonly publicUrls: readonly string[];
   private readonly waiters = new Set<AbortController>();
   private answeringNow = false;
 
@@ -66,6 +80,7 @@ export class StatusService {
     options: { readonly maxAgeMs?: number; readonly timeoutMs?: number } = {},
   ) {
     this.servers = config.urls.map((url) => new PrometheusTargets(url, { ...options, auth: config.auth }));
+    this.publicUrls = config.publicUrls;
   }
 
   /** True once shutdown began: waits answer at once. */
@@ -87,6 +102,37 @@ export class StatusService {
     const snapshots = await this.snapshots();
     const groups = entries.map((entry) => statusOf(entry.appEnv, entry.group, snapshots));
     return { ready: groups.length > 0 && groups.every((group) => group.ready), groups };
+  }
+
+  /**
+   * For the page, which must not hang on a slow Prometheus: each one gets `waitMs`
+   * to answer, else its last answer is used (its targets' health is left out when
+   * there is none yet). Says per Prometheus which it was.
+   */
+  async ofEntriesWithin(entries: readonly Entry[], waitMs: number): Promise<{ groups: GroupStatus[]; answers: Answer[] }> {
+    const seen = await Promise.all(
+      this.servers.map(async (server): Promise<{ seen: Seen | undefined; answer: Answer }> => {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), waitMs)));
+        const fresh = await Promise.race([server.snapshot(), late]);
+        clearTimeout(timer);
+        const snapshot = fresh ?? server.latest;
+        const answer: Answer =
+          snapshot === undefined
+            ? { kind: "none", waitedMs: waitMs }
+            : !snapshot.ok
+              ? { kind: "failed", at: snapshot.at, error: snapshot.error }
+              : fresh === undefined
+                ? { kind: "stale", at: snapshot.at, waitedMs: waitMs }
+                : { kind: "live", at: snapshot.at };
+        return { seen: snapshot === undefined ? undefined : { url: server.url, snapshot }, answer };
+      }),
+    );
+    const known = seen.flatMap(({ seen }) => (seen === undefined ? [] : [seen]));
+    return {
+      groups: entries.map((entry) => statusOf(entry.appEnv, entry.group, known)),
+      answers: seen.map(({ answer }) => answer),
+    };
   }
 
   /**

@@ -11,6 +11,8 @@ export { findPrometheus } from "./tools.js";
 export interface RunningPrometheus {
   readonly url: string;
   readonly configFile: string;
+  /** Its process, e.g. to SIGSTOP it: a Prometheus that takes connections and never answers. */
+  readonly pid: number | undefined;
   /** What Prometheus logged last, to explain a failure. */
   log(): string;
   /** SIGTERM, SIGKILL if it takes more than 10 s, then removes the temporary directory. */
@@ -92,6 +94,8 @@ async function launch(
   const close = (): Promise<void> => {
     closing ??= (async () => {
       if (!hasExited) {
+        // A stopped process (SIGSTOP) would not see the SIGTERM.
+        child.kill("SIGCONT");
         child.kill("SIGTERM");
         const stopped = await Promise.race([exited, sleep(STOP_TIMEOUT_MS).then(() => undefined)]);
         if (stopped === undefined) {
@@ -115,7 +119,7 @@ async function launch(
         `${binary} stopped before it was ready (${exit.error?.message ?? `exit code ${exit.code}, signal ${exit.signal}`}):\n${log()}`,
       );
     }
-    if (await isReady(url)) return { url, configFile, log, close };
+    if (await isReady(url)) return { url, configFile, pid: child.pid, log, close };
     if (Date.now() - started > readyTimeoutMs) {
       await close();
       throw new Error(`${binary} was not ready within ${readyTimeoutMs} ms at ${url}/-/ready:\n${log()}`);

@@ -60,18 +60,21 @@ describe("GET / with content negotiation", () => {
     expect(answer.headers.get("vary")).toBe("Accept");
     const html = await answer.text();
     expect(html).toContain('<meta name="viewport" content="width=device-width, initial-scale=1">');
-    expect(html).toContain('<span class="name">note</span>=<span class="value">&#60;img src=x onerror=alert(1)&#62;</span>');
+    expect(html).toContain('<span class="name">note</span>=<span class="value">&lt;img src=x onerror=alert(1)&gt;</span>');
     expect(html).not.toContain(INJECTION);
     expect(html).toContain('<span class="target">b1:9100</span>');
     // Nothing inline: no style or script element with content, no on… attributes, no outside URL.
-    expect(html).not.toMatch(/<script(?![^>]*src="\/-\/ui\/app\.js")/);
-    expect(html).not.toMatch(/<style|<[^>]*\son[a-z]+=|https?:\/\//);
-    expect(html).toContain('data-health="off"');
+    expect(html).not.toMatch(/<script(?! type="module" src="\/-\/ui\/app\.js"><\/script>)/);
+    expect(html).not.toMatch(/<style|<[^>]*\son[a-z]+=|\ssrc="(?!\/-\/ui\/)|<link(?![^>]*href="\/-\/ui\/)/);
+    // Links to outside (a target's scrape URL) are only ever <a href>, opened by a person.
+    expect(html).toContain('<a class="scrape" href="http://b1:9100/metrics"');
+    expect(html).toContain("health needs PROMETHEUS_URL");
   });
 
-  it("serves the script, the stylesheet and the icon from /-/ui/ with their types", async () => {
+  it("serves the scripts, the stylesheet and the icon from /-/ui/ with their types", async () => {
     for (const [path, type] of [
       ["/-/ui/app.js", "text/javascript; charset=utf-8"],
+      ["/-/ui/view.js", "text/javascript; charset=utf-8"],
       ["/-/ui/app.css", "text/css; charset=utf-8"],
       ["/-/ui/icon.svg", "image/svg+xml"],
     ] as const) {
