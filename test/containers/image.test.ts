@@ -407,7 +407,8 @@ describe("contrib/kubernetes, run by podman kube play", () => {
   }, 60_000);
 
   it("registrations outlive the pod: after kube down and kube play again, the group is there and Prometheus lists it", async () => {
-    await podman.mustRun(["kube", "down", manifestFile], 120_000);
+    const down = await podman.mustRun(["kube", "down", manifestFile], 120_000);
+    timings.set("kube down", seconds(down.ms));
     await kubePlay();
     const fileName = `${APPLICATION}@${environment}.json`;
     const group = await request(fileSdUrl, "GET", `/${APPLICATION}/${environment}`);
