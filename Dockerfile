@@ -2,6 +2,9 @@
 # The file_sd writer as a sidecar: `make docker-build`, or `docker build -t file-sd-writer .`
 # Give the container your own uid/gid (--build-arg CONTAINER_UID=$(id -u) --build-arg CONTAINER_GID=$(id -g))
 # when FILE_SD_DIRECTORY is a host directory it must write to.
+# NODE_IMAGE: any image with node (>= 20.19) and npm on PATH, and groupadd/useradd (Debian's passwd).
+# With podman, build with `--format docker`: its default OCI format has no HEALTHCHECK and drops it.
+# docs/containers.md says more (what is in the image, the build arguments, signals).
 ARG NODE_IMAGE=node:24-slim
 
 FROM ${NODE_IMAGE} AS build

@@ -17,6 +17,21 @@ export const DOCKER_COMPOSE: Tool = { name: "docker-compose", envVar: "DOCKER_CO
 export const ETCD: Tool = { name: "etcd", envVar: "ETCD_BIN", debianPackage: "etcd-server" };
 export const ETCDCTL: Tool = { name: "etcdctl", envVar: "ETCDCTL_BIN", debianPackage: "etcd-client" };
 export const OPENSSL: Tool = { name: "openssl", envVar: "OPENSSL_BIN", debianPackage: "openssl" };
+/** The container tests (test/containers/): Debian's podman with runc, and mmdebstrap for base images. */
+export const PODMAN: Tool = { name: "podman", envVar: "PODMAN_BIN", debianPackage: "podman" };
+/** crun, podman's other runtime, fails on these machines' hybrid cgroups. */
+export const RUNC: Tool = { name: "runc", envVar: "RUNC_BIN", debianPackage: "runc" };
+/** The pause process of the pods `podman kube play` starts. */
+export const CATATONIT: Tool = { name: "catatonit", envVar: "CATATONIT_BIN", debianPackage: "catatonit" };
+export const MMDEBSTRAP: Tool = { name: "mmdebstrap", envVar: "MMDEBSTRAP_BIN", debianPackage: "mmdebstrap" };
+/** Container networks: without netavark (and iptables, which it drives) podman only says "No such file or directory". */
+export const NETAVARK: Tool = { name: "netavark", envVar: "NETAVARK_BIN", debianPackage: "netavark" };
+/** Names on a container network (Compose's `prometheus`, `file-sd`). */
+export const AARDVARK_DNS: Tool = { name: "aardvark-dns", envVar: "AARDVARK_DNS_BIN", debianPackage: "aardvark-dns" };
+export const IPTABLES: Tool = { name: "iptables", envVar: "IPTABLES_BIN", debianPackage: "iptables" };
+
+/** Where Debian's podman keeps the helpers it runs, off PATH. */
+const PODMAN_HELPER_DIRS = ["/usr/lib/podman", "/usr/libexec/podman"];
 
 /**
  * The path of `tool`: `$<envVar>` when set, else the first one on PATH (`extraDirs` first).
@@ -71,6 +86,19 @@ export function findEtcdctl(): string {
 
 export function findOpenssl(): string {
   return findTool(OPENSSL);
+}
+
+/**
+ * Every program the container tests need, found up front: a missing netavark or runc would
+ * otherwise surface as a podman error that does not name the package.
+ */
+export function findContainerTools(): { podman: string; mmdebstrap: string; dockerCompose: string } {
+  findTool(RUNC);
+  findTool(CATATONIT, PODMAN_HELPER_DIRS);
+  findTool(NETAVARK, PODMAN_HELPER_DIRS);
+  findTool(AARDVARK_DNS, PODMAN_HELPER_DIRS);
+  findTool(IPTABLES, ["/usr/sbin", "/sbin"]);
+  return { podman: findTool(PODMAN), mmdebstrap: findTool(MMDEBSTRAP), dockerCompose: findDockerCompose() };
 }
 
 function isExecutable(path: string): boolean {
