@@ -16,7 +16,7 @@ export function targetsOf(application: number, count: number): string[] {
   return Array.from({ length: count }, (_, index) => `host-${application}-${index}.example.net:9100`);
 }
 
-/** The bytes the service writes for a group (mirrors src/filestore/group-file.ts serializeGroup). */
+/** The bytes the service writes for a group (mirrors src/directory/group-file.ts serializeGroup). */
 export function groupFileText(group: Group): string {
   return `${JSON.stringify([{ targets: group.targets, labels: group.labels }], null, 2)}\n`;
 }

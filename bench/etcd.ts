@@ -9,7 +9,7 @@ import { Latencies, type Summary } from "./stats.js";
 import { putSpread } from "./writes.js";
 
 /**
- * etcd mode (SPEC §9) with a real three-member local cluster, beside file mode
+ * etcd mode with a real three-member local cluster, beside file mode
  * in the same run: PUT throughput as a ratio of file mode, convergence to a
  * second instance, start-up with 10,000 groups in etcd.
  */

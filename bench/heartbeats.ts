@@ -5,7 +5,7 @@ import { startService } from "./processes.js";
 import { median, percentile } from "./stats.js";
 
 /**
- * SPEC §10 under load: 10,000 targets (100 groups of 100) whose hosts send a
+ * Expiring registrations under load: 10,000 targets (100 groups of 100) whose hosts send a
  * heartbeat, `POST /hb/g<k>?ttl=10m` with their own target, about 1,000 a
  * second in all, beside the same targets registered permanently and the same
  * requests without `?ttl=` (each then a 400 "already registered": the HTTP,

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { serializeGroup } from "./filestore/group-file.js";
+import { serializeGroup } from "./directory/group-file.js";
 import type { TargetGroup } from "./model.js";
 
 /**

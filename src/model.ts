@@ -14,10 +14,40 @@ export function own<T>(object: Readonly<Record<string, T>>, key: string): T | un
   return Object.hasOwn(object, key) ? object[key] : undefined;
 }
 
-/** One application/environment: the unit the API addresses and the store keeps one file for. */
+/** One application/environment, as the API addresses it. */
 export interface AppEnv {
   readonly application: string;
   readonly environment: string;
+}
+
+/**
+ * What a group is for: targets Prometheus scrapes, or URLs and hosts it probes
+ * through blackbox_exporter. A second kind of group, not a second service: the
+ * kind decides the file's folder and the target grammar, nothing else.
+ */
+export type Kind = "targets" | "probes";
+
+/** One group the registry keeps: an application/environment and its kind. */
+export interface GroupId extends AppEnv {
+  readonly kind: Kind;
+}
+
+/**
+ * The group's key, and the stem of its file names in the directory (and of its
+ * etcd keys): `<application>@<environment>` for targets, `probes/<application>@<environment>`
+ * for probes. Names cannot contain `@` or `/`, so it reads back unambiguously.
+ */
+export function keyOf({ kind, application, environment }: GroupId): string {
+  return kind === "probes" ? `probes/${application}@${environment}` : `${application}@${environment}`;
+}
+
+/** A key of keyOf back, unchecked: the names are whatever stands around the `@`. */
+export function idOfKey(key: string): GroupId | undefined {
+  const kind: Kind = key.startsWith("probes/") ? "probes" : "targets";
+  const stem = kind === "probes" ? key.slice("probes/".length) : key;
+  const at = stem.indexOf("@");
+  if (at <= 0 || at !== stem.lastIndexOf("@") || at === stem.length - 1 || stem.includes("/")) return undefined;
+  return { kind, application: stem.slice(0, at), environment: stem.slice(at + 1) };
 }
 
 /** Label name → value, as Prometheus reads it from a file: a plain object (read it with `own`). */
@@ -50,9 +80,6 @@ export interface Change {
   readonly labels?: Labels;
 }
 
-export function appEnvKey({ application, environment }: AppEnv): string {
-  return `${application}@${environment}`;
-}
 
 /** Only the deadlines of `targets` (the group's): a deadline of a target that left means nothing. */
 export function deadlinesOf(expires: Deadlines, targets: readonly string[]): Deadlines {

@@ -7,13 +7,15 @@ import { createApp } from "./app.js";
 import { guards, OPEN } from "./auth/authorize.js";
 import { TokensFile } from "./auth/tokens-file.js";
 import type { Config } from "./config.js";
-import type { EtcdStore } from "./etcdstore/etcd-store.js";
 import { ExpiryScheduler } from "./expiry/scheduler.js";
 import { FileStore } from "./filestore/store.js";
-import { watchDirectory } from "./filestore/watch.js";
+import { Directory } from "./directory/directory.js";
+import { DirectoryView } from "./directory/view.js";
+import { watchDirectory } from "./directory/watch.js";
 import { malformedRequest } from "./handlers/errors.js";
 import { createEtcdMetrics, createMetrics, type ServiceMetrics } from "./metrics.js";
 import { StatusService } from "./status/status.js";
+import type { GroupId } from "./model.js";
 import type { Store } from "./store.js";
 
 export interface RunningService {
@@ -31,7 +33,7 @@ const DRAIN_TIMEOUT_MS = 10_000;
 export interface ServiceOptions {
   /**
    * The clock (ms since the epoch) for ?ttl= deadlines and expiry; Date.now.
-   * Tests give instances clocks that run ahead or behind (SPEC §10).
+   * Tests give instances clocks that run ahead or behind.
    */
   readonly now?: () => number;
   /** etcd mode: how long a deleted group's keys stay in etcd, and how often they are looked for (tests). */
@@ -50,7 +52,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   // first request on the service is ready, until shutdown begins. etcd mode: ready once in step
   // with etcd, and again whenever it is.
   let shuttingDown = false;
-  const { store, view, stopBackend, backendProblem } = await openStore(config, logger, metrics, { ...options, now });
+  const { store, directory, changed, stopBackend, backendProblem } = await openStore(config, logger, metrics, { ...options, now });
   metrics.measureRegistered(store);
   const readiness = { notReadyBecause: () => (shuttingDown ? "shutting down" : backendProblem()) };
   metrics.measureReadiness(readiness);
@@ -58,7 +60,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     config.authTokensFile === undefined
       ? undefined
       : await TokensFile.open({ path: config.authTokensFile, logger, onReload: metrics.tokensFileReloaded });
-  const watch = await watchDirectory(view, logger).catch(async (error: unknown) => {
+  const watch = await watchDirectory(directory, changed, logger).catch(async (error: unknown) => {
     await tokens?.close();
     await stopBackend();
     throw error;
@@ -109,7 +111,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   logger.info(
     {
       url,
-      directory: view.directory,
+      directory: directory.path,
       tokens: tokens?.path ?? "none",
       registry: config.etcd === undefined ? "directory" : "etcd",
       prometheus: config.prometheus?.urls ?? "none",
@@ -143,7 +145,9 @@ export async function startService(config: Config, logger: Logger, options: Serv
 interface Backend {
   readonly store: Store;
   /** The directory Prometheus reads: the registry itself, or etcd's view. */
-  readonly view: FileStore;
+  readonly directory: Directory;
+  /** What the directory watch does with an event on a managed file. */
+  readonly changed: (id: GroupId) => void;
   readonly stopBackend: () => Promise<void>;
   readonly backendProblem: () => string | undefined;
 }
@@ -153,23 +157,20 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
   const { now } = options;
   if (config.etcd === undefined) {
     const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver, now });
-    return { store, view: store, stopBackend: async () => undefined, backendProblem: () => undefined };
+    // An outside edit is read back into the registry, through the group's lane.
+    return { store, directory: store.directory, changed: (id) => void store.reload(id), stopBackend: async () => undefined, backendProblem: () => undefined };
   }
   const etcdConfig = config.etcd;
   // Loaded only in etcd mode: the gRPC client costs 27 MB of memory that file mode never needs.
   const [{ connectEtcd }, { EtcdStore }] = await Promise.all([import("./etcdstore/client.js"), import("./etcdstore/etcd-store.js")]);
   const { client, namespace } = await connectEtcd(etcdConfig);
-  // The view is opened first (it holds the files from before), and reports outside edits to the store.
-  const late: { store?: EtcdStore } = {};
-  const view = await FileStore.open({
-    directory: config.fileSdDirectory,
-    logger,
-    observer: metrics.storeObserver,
-    onOutsideChange: (appEnv) => late.store?.putBack(appEnv),
-  }).catch((error: unknown) => {
-    client.close();
-    throw error;
-  });
+  // The view is opened first: it holds the files from before, served until the first sync with etcd.
+  const view = await Directory.open(config.fileSdDirectory, logger, metrics.storeObserver)
+    .then((directory) => DirectoryView.open(directory, logger, metrics.storeObserver.readFailed))
+    .catch((error: unknown) => {
+      client.close();
+      throw error;
+    });
   const store = EtcdStore.open({
     config: etcdConfig,
     client,
@@ -185,10 +186,11 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
     { endpoints: etcdConfig.endpoints, prefix: etcdConfig.prefix, selector: etcdConfig.groupSelector?.text ?? "every group" },
     "registry in etcd; the directory is this instance's view of it",
   );
-  late.store = store;
   return {
     store,
-    view,
+    directory: view.directory,
+    // An outside edit is undone: the view says whether the file still holds what it wrote, the registry puts its value back.
+    changed: (id) => void view.check(id).then((differs) => differs && store.putBack(id)),
     stopBackend: async () => {
       await store.close();
       await view.idle();

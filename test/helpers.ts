@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
@@ -121,4 +121,15 @@ export async function waitUntilReady(url: string, timeoutMs = 15_000): Promise<v
   } catch {
     throw new Error(`${url}/-/ready did not answer 200 within ${timeoutMs} ms; last answer: ${last}`);
   }
+}
+
+/**
+ * The files in a service's directory, as relative paths: the top's, and those in the probes/
+ * folder the service keeps there (the folder itself is not listed). Sorted.
+ */
+export async function filesIn(directory: string): Promise<string[]> {
+  const top = await readdir(directory, { withFileTypes: true });
+  const names = top.filter((entry) => !(entry.name === "probes" && entry.isDirectory())).map((entry) => entry.name);
+  const probes = top.some((entry) => entry.name === "probes" && entry.isDirectory()) ? await readdir(join(directory, "probes")) : [];
+  return [...names, ...probes.map((name) => `probes/${name}`)].sort();
 }

@@ -2,12 +2,12 @@ import type { Etcd3, ITxnResponse, Namespace } from "etcd3";
 import type { Logger } from "pino";
 import type { EtcdConfig } from "../config.js";
 import { InternalError, StoreError, StoreUnavailableError } from "../errors.js";
-import { serializeDeadlines } from "../filestore/deadlines-file.js";
-import { serializeGroup } from "../filestore/group-file.js";
-import { Lanes, type LaneJob } from "../filestore/lanes.js";
-import { appEnvOfKey, fileNameOf } from "../filestore/naming.js";
-import type { FileStore } from "../filestore/store.js";
-import { appEnvKey, deadlinesOf, type AppEnv, type Registration, type TargetGroup } from "../model.js";
+import { serializeDeadlines } from "../directory/deadlines-file.js";
+import { serializeGroup } from "../directory/group-file.js";
+import { fileNameOf } from "../directory/naming.js";
+import type { DirectoryView } from "../directory/view.js";
+import { Lanes, type LaneJob } from "../lanes.js";
+import { deadlinesOf, idOfKey, keyOf, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
 import { beforeDeadline, DeadlineError, newInstanceId, unavailable } from "./client.js";
 import { TombstoneCollector } from "./collector.js";
@@ -50,7 +50,7 @@ export interface EtcdStoreOptions {
   /** The client's view of ETCD_PREFIX: keys here are `groups/<application>@<environment>` and the rest of keys.ts. */
   readonly namespace: Namespace;
   /** The directory this instance keeps in step with etcd. */
-  readonly view: FileStore;
+  readonly view: DirectoryView;
   readonly logger: Logger;
   readonly observer?: EtcdObserver;
   /** For tests: how often etcd's health is checked. */
@@ -64,7 +64,7 @@ export interface EtcdStoreOptions {
 
 /** One change to one key. */
 interface UpdateJob extends LaneJob {
-  readonly appEnv: AppEnv;
+  readonly id: GroupId;
   readonly mutation: Mutation;
   /** Date.now() + ETCD_TIMEOUT when the request arrived: its answer is due by then. */
   readonly deadline: number;
@@ -97,7 +97,7 @@ export class EtcdStore implements Store {
   private readonly config: EtcdConfig;
   private readonly client: Etcd3;
   private readonly namespace: Namespace;
-  private readonly view: FileStore;
+  private readonly view: DirectoryView;
   private readonly logger: Logger;
   private readonly observer: EtcdObserver;
   private readonly now: () => number;
@@ -150,8 +150,8 @@ export class EtcdStore implements Store {
     return store;
   }
 
-  get(appEnv: AppEnv): TargetGroup | undefined {
-    return this.memory.entry(appEnvKey(appEnv))?.group;
+  get(id: GroupId): TargetGroup | undefined {
+    return this.memory.entry(keyOf(id))?.group;
   }
 
   list(): IterableIterator<Entry> {
@@ -162,10 +162,10 @@ export class EtcdStore implements Store {
     return this.memory.size;
   }
 
-  update(appEnv: AppEnv, mutation: Mutation): Promise<Outcome> {
+  update(id: GroupId, mutation: Mutation): Promise<Outcome> {
     return new Promise((resolve, reject) => {
-      this.lanes.push(appEnvKey(appEnv), {
-        appEnv,
+      this.lanes.push(keyOf(id), {
+        id,
         mutation,
         deadline: Date.now() + this.config.timeoutMs,
         settle: (outcome) => (outcome instanceof Error ? reject(outcome) : resolve(outcome)),
@@ -188,13 +188,13 @@ export class EtcdStore implements Store {
     return this.collector.collect();
   }
 
-  /** Called by the directory watch: someone else changed a managed file; etcd's value goes back. */
-  putBack(appEnv: AppEnv): void {
+  /** Someone else changed a managed file (the view noticed): etcd's value goes back. */
+  putBack(id: GroupId): void {
     if (!this.sync.synced) return;
-    const fileName = fileNameOf(appEnv);
+    const fileName = fileNameOf(id);
     this.observer.putBack?.(fileName);
     this.logger.warn({ file: fileName }, "managed file changed from outside; putting etcd's value back");
-    void this.view.mirror(appEnv, this.memory.fileTextOf(appEnvKey(appEnv))).catch(() => undefined);
+    void this.view.mirror(id, this.memory.fileTextOf(keyOf(id))).catch(() => undefined);
   }
 
   async close(): Promise<void> {
@@ -206,7 +206,8 @@ export class EtcdStore implements Store {
 
   /** A batch threw (a bug): its jobs get a 500 from the lane; the watch brings whatever etcd holds. */
   private batchFailed(key: string, error: unknown): Error {
-    const fileName = fileNameOf(appEnvOfKey(key) ?? { application: key, environment: "" });
+    const id = idOfKey(key);
+    const fileName = id === undefined ? key : fileNameOf(id);
     this.observer.internalError?.();
     this.logger.error({ file: fileName, err: error, bug: true }, "internal error while applying changes");
     return new InternalError(
@@ -222,7 +223,7 @@ export class EtcdStore implements Store {
    * confirmed that the value it was computed from is still etcd's newest.
    */
   private async runBatch(key: string, jobs: UpdateJob[]): Promise<void> {
-    const appEnv = jobs[0]!.appEnv;
+    const { id } = jobs[0]!;
     // The batch answers by the deadline of its oldest request, however long that one waited in the lane.
     const deadline = Math.min(...jobs.map((job) => job.deadline));
     // Only what etcd says is etcd's fault (a 503); anything else thrown here is a bug, which the lane answers with a 500.
@@ -230,7 +231,7 @@ export class EtcdStore implements Store {
       try {
         return await call();
       } catch (error) {
-        throw error instanceof StoreError ? error : unavailable(this.config, `commit a change to ${fileNameOf(appEnv)}`, error);
+        throw error instanceof StoreError ? error : unavailable(this.config, `commit a change to ${fileNameOf(id)}`, error);
       }
     };
     try {
@@ -266,15 +267,15 @@ export class EtcdStore implements Store {
         const committed = await fromEtcd(() => this.commit(key, revisions, writes, commit, deadline));
         if (committed.kind !== "conflict") {
           this.observer.committed?.(Number(process.hrtime.bigint() - started) / 1e9);
-          if (committed.kind === "landed before") await this.take(appEnv, committed.current);
-          else if (writesSomething) await this.take(appEnv, valuesAt(writes, committed.revision));
+          if (committed.kind === "landed before") await this.take(id, committed.current);
+          else if (writesSomething) await this.take(id, valuesAt(writes, committed.revision));
           for (const { job, outcome } of results.settled) job.settle(outcome);
           return;
         }
         this.observer.conflict?.();
         if (attempt >= MAX_ATTEMPTS) {
           throw new StoreUnavailableError(
-            `${fileNameOf(appEnv)} kept changing under this request: ${MAX_ATTEMPTS} attempts each found a newer value ` +
+            `${fileNameOf(id)} kept changing under this request: ${MAX_ATTEMPTS} attempts each found a newer value ` +
               "written by another instance. Nothing was changed by this request; try again.",
           );
         }
@@ -366,12 +367,12 @@ export class EtcdStore implements Store {
   }
 
   /** This instance's own commit: into memory, then into the file, before the answer. */
-  private async take(appEnv: AppEnv, values: Values): Promise<void> {
+  private async take(id: GroupId, values: Values): Promise<void> {
     try {
-      await this.memory.take(appEnvKey(appEnv), values);
+      await this.memory.take(keyOf(id), values);
     } catch (error) {
       throw new StoreError(
-        `the change is committed in etcd, but this instance could not write ${fileNameOf(appEnv)}: ` +
+        `the change is committed in etcd, but this instance could not write ${fileNameOf(id)}: ` +
           `${(error as Error).message}. Other instances have it; this directory catches up at the next resync.`,
         { cause: error },
       );

@@ -2,10 +2,10 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Namespace } from "etcd3";
 import type { EtcdConfig } from "../config.js";
-import { parseDeadlines, serializeDeadlines } from "../filestore/deadlines-file.js";
-import { parseGroupFile, serializeGroup } from "../filestore/group-file.js";
-import { appEnvOfFileName, deadlinesFileNameOf } from "../filestore/naming.js";
-import { appEnvKey, deadlinesOf, NO_DEADLINES, type Deadlines, type TargetGroup } from "../model.js";
+import { parseDeadlines, serializeDeadlines } from "../directory/deadlines-file.js";
+import { parseGroupFile, serializeGroup } from "../directory/group-file.js";
+import { deadlinesFileNameOf, fileNameOf, FOLDERS, idOfFileName, KINDS } from "../directory/naming.js";
+import { deadlinesOf, keyOf, NO_DEADLINES, type Deadlines, type GroupId, type TargetGroup } from "../model.js";
 import { beforeDeadline, describeEtcdError } from "./client.js";
 import { absentAt, etcdKeyOf, GC, modRevisionOf, NO_DEADLINES_TEXT, valueOf, type KeyValue } from "./keys.js";
 
@@ -44,15 +44,15 @@ export async function importDirectory(options: {
   const counts: Record<ImportResult, number> = { imported: 0, overwritten: 0, unchanged: 0, empty: 0, expired: 0, exists: 0, invalid: 0, failed: 0 };
   let deadlinesCarried = 0;
   let alreadyExpired = 0;
-  const names = (await readdir(directory)).filter((name) => appEnvOfFileName(name) !== undefined).sort();
-  for (const name of names) {
-    const appEnv = appEnvOfFileName(name)!;
+  const ids = await groupFilesIn(directory);
+  for (const id of ids) {
+    const name = fileNameOf(id);
     let group: TargetGroup | undefined;
     let deadlines: Deadlines;
     let note = "";
     try {
       group = parseGroupFile(await readFile(join(directory, name), "utf8"));
-      ({ deadlines, note } = await deadlinesBeside(directory, deadlinesFileNameOf(appEnv)));
+      ({ deadlines, note } = await deadlinesBeside(directory, deadlinesFileNameOf(id)));
     } catch (error) {
       counts.invalid++;
       print(`invalid    ${name}: ${(error as Error).message}; not imported`);
@@ -82,7 +82,7 @@ export async function importDirectory(options: {
     ].filter((part) => part !== "");
     const suffix = detail.length === 0 ? "" : ` (${detail.join("; ")})`;
     try {
-      const result = await importOne(namespace, config, appEnvKey(appEnv), texts, overwrite);
+      const result = await importOne(namespace, config, keyOf(id), texts, overwrite);
       counts[result]++;
       if (result === "imported" || result === "overwritten") {
         deadlinesCarried += kept.size;
@@ -100,11 +100,27 @@ export async function importDirectory(options: {
     }
   }
   const summary =
-    `${names.length} groups in ${directory}: ${counts.imported} imported, ${counts.overwritten} overwritten, ` +
+    `${ids.length} groups in ${directory}: ${counts.imported} imported, ${counts.overwritten} overwritten, ` +
     `${counts.unchanged} already in etcd, ${counts.empty} empty, ${counts.expired} expired, ${counts.exists} skipped (different in etcd), ` +
     `${counts.invalid} invalid, ${counts.failed} failed; ${deadlinesCarried} deadlines carried, ${alreadyExpired} expired targets left out`;
   print(summary);
   return { counts, deadlinesCarried, alreadyExpired, allIn: counts.exists + counts.invalid + counts.failed === 0 };
+}
+
+/** Every group file of both kinds (probes/ may be missing: a directory from before probes), sorted by name. */
+async function groupFilesIn(directory: string): Promise<GroupId[]> {
+  const ids: GroupId[] = [];
+  for (const kind of KINDS) {
+    const names = await readdir(join(directory, FOLDERS[kind])).catch((error: NodeJS.ErrnoException) => {
+      if (kind === "probes" && error.code === "ENOENT") return [];
+      throw error;
+    });
+    for (const name of names.sort()) {
+      const id = idOfFileName(kind, name);
+      if (id !== undefined) ids.push(id);
+    }
+  }
+  return ids;
 }
 
 /** The deadlines file beside a group, if any. One that does not parse leaves the targets permanent, as the service would. */

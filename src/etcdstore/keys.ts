@@ -1,10 +1,12 @@
 import type { IKeyValue } from "etcd3";
 
 /**
- * What this service keeps in etcd, under ETCD_PREFIX. Per application/environment
- * (`<key>` = `<application>@<environment>`):
- * - `groups/<key>`: exactly the bytes of the group's file; `[]` once the group
- *   was deleted (a tombstone, removed later by the collector, see `GC`).
+ * What this service keeps in etcd, under ETCD_PREFIX. Per group (`<key>` is
+ * `<application>@<environment>` for scrape targets, `probes/<application>@<environment>`
+ * for probes; see keyOf in src/model.ts):
+ * - `groups/<application>@<environment>` or `probes/<application>@<environment>`:
+ *   exactly the bytes of the group's file; `[]` once the group was deleted (a
+ *   tombstone, removed later by the collector, see `GC`).
  * - `expires/<key>`: the deadlines of its expiring targets, `{"<target>": "<ISO time>"}`;
  *   `{}` once it has none.
  * - `commits/<key>`: `{"<instance>": {"commit": "<id>", "at": "<ISO time>"}}`, the
@@ -19,6 +21,7 @@ import type { IKeyValue } from "etcd3";
  * three of its keys.
  */
 export const GROUPS = "groups/";
+export const PROBES = "probes/";
 export const EXPIRES = "expires/";
 export const COMMITS = "commits/";
 export const GC = "gc";
@@ -28,13 +31,15 @@ export type Part = "group" | "expires" | "commits";
 /** The part and group of a key under the prefix; undefined for `gc` and anything that is not ours. */
 export function partOf(etcdKey: string): { readonly part: Part; readonly key: string } | undefined {
   if (etcdKey.startsWith(GROUPS)) return { part: "group", key: etcdKey.slice(GROUPS.length) };
+  if (etcdKey.startsWith(PROBES)) return { part: "group", key: etcdKey };
   if (etcdKey.startsWith(EXPIRES)) return { part: "expires", key: etcdKey.slice(EXPIRES.length) };
   if (etcdKey.startsWith(COMMITS)) return { part: "commits", key: etcdKey.slice(COMMITS.length) };
   return undefined;
 }
 
 export function etcdKeyOf(part: Part, key: string): string {
-  return (part === "group" ? GROUPS : part === "expires" ? EXPIRES : COMMITS) + key;
+  if (part === "group") return key.startsWith(PROBES) ? key : GROUPS + key;
+  return (part === "expires" ? EXPIRES : COMMITS) + key;
 }
 
 /** What the group key of a deleted group holds: the file_sd document with no group in it. */

@@ -1,10 +1,10 @@
 import type { Logger } from "pino";
 import type { EtcdConfig } from "../config.js";
-import { parseDeadlines } from "../filestore/deadlines-file.js";
-import { parseGroupFile } from "../filestore/group-file.js";
-import { appEnvOfKey, fileNameOf } from "../filestore/naming.js";
-import type { FileStore } from "../filestore/store.js";
-import { appEnvKey, deadlinesOf, NO_DEADLINES, type Deadlines } from "../model.js";
+import { parseDeadlines } from "../directory/deadlines-file.js";
+import { parseGroupFile } from "../directory/group-file.js";
+import { fileNameOf, idOfFileName } from "../directory/naming.js";
+import type { DirectoryView } from "../directory/view.js";
+import { deadlinesOf, idOfKey, keyOf, NO_DEADLINES, type Deadlines, type GroupId } from "../model.js";
 import type { Entry } from "../store.js";
 import { absentAt, etcdKeyOf, NOTHING_REGISTERED, parseMarkers, type KeyValue, type Markers, type Part } from "./keys.js";
 import type { GroupSelector } from "./selector.js";
@@ -43,12 +43,12 @@ export class EtcdMemory {
 
   constructor(
     private readonly config: EtcdConfig,
-    private readonly view: FileStore,
+    private readonly view: DirectoryView,
     private readonly selects: GroupSelector,
     private readonly logger: Logger,
   ) {
     // Until the first sync, the directory's files are what there is to serve (GET keeps answering while etcd is down).
-    for (const entry of view.list()) this.entries.set(appEnvKey(entry.appEnv), entry);
+    for (const entry of view.initial) this.entries.set(keyOf(entry.id), entry);
   }
 
   get(key: string): Known | undefined {
@@ -82,8 +82,8 @@ export class EtcdMemory {
    * written; when nothing is newer, once the file is as memory says.
    */
   take(key: string, values: Values): Promise<void> {
-    const appEnv = appEnvOfKey(key);
-    if (appEnv === undefined) return Promise.resolve();
+    const id = validIdOf(key);
+    if (id === undefined) return Promise.resolve();
     const known = this.known.get(key);
     const newer = (part: Part): KeyValue | undefined => {
       const value = values[part];
@@ -93,7 +93,7 @@ export class EtcdMemory {
     const group = newer("group");
     const expires = newer("expires");
     const commits = newer("commits");
-    if (group === undefined && expires === undefined && commits === undefined) return this.view.mirror(appEnv, this.fileTextOf(key));
+    if (group === undefined && expires === undefined && commits === undefined) return this.view.mirror(id, this.fileTextOf(key));
 
     let entry = known?.entry;
     let emptySince = known?.emptySince;
@@ -106,7 +106,7 @@ export class EtcdMemory {
       } else if (group.present) {
         try {
           const parsed = parseGroupFile(group.text);
-          if (parsed !== undefined) entry = { appEnv, fileName: fileNameOf(appEnv), group: parsed, expires: NO_DEADLINES, changedAt: new Date(), text: group.text };
+          if (parsed !== undefined) entry = { id, fileName: fileNameOf(id), group: parsed, expires: NO_DEADLINES, changedAt: new Date(), text: group.text };
         } catch (error) {
           this.logger.warn(
             { key: this.config.prefix + etcdKeyOf("group", key), reason: (error as Error).message },
@@ -141,7 +141,7 @@ export class EtcdMemory {
     });
     if (entry === undefined) this.entries.delete(key);
     else this.entries.set(key, entry);
-    return this.view.mirror(appEnv, this.fileTextOf(key));
+    return this.view.mirror(id, this.fileTextOf(key));
   }
 
   /** The `gc` key, when newer. */
@@ -180,4 +180,10 @@ export class EtcdMemory {
     const before = performance.now() - ageMs;
     for (const [key, known] of this.known) if (known.emptySince !== undefined && known.emptySince <= before) yield [key, known];
   }
+}
+
+/** The group of a key under the prefix, when its names are valid ones (anything else there is not ours). */
+export function validIdOf(key: string): GroupId | undefined {
+  const id = idOfKey(key);
+  return id === undefined ? undefined : idOfFileName(id.kind, `${id.application}@${id.environment}.json`);
 }

@@ -1,10 +1,8 @@
-import { readdir } from "node:fs/promises";
 import type { IKeyValue, Namespace, Watcher } from "etcd3";
 import type { Logger } from "pino";
 import type { EtcdConfig } from "../config.js";
-import { appEnvOfFileName } from "../filestore/naming.js";
-import type { FileStore } from "../filestore/store.js";
-import { appEnvKey } from "../model.js";
+import type { DirectoryView } from "../directory/view.js";
+import { keyOf } from "../model.js";
 import { beforeDeadline, describeEtcdError } from "./client.js";
 import type { EtcdObserver } from "./etcd-store.js";
 import { absentAt, GC, partOf, valueOf, type KeyValue, type Part } from "./keys.js";
@@ -37,7 +35,7 @@ export class EtcdSync {
       readonly config: EtcdConfig;
       readonly namespace: Namespace;
       readonly memory: EtcdMemory;
-      readonly view: FileStore;
+      readonly view: DirectoryView;
       readonly logger: Logger;
       readonly observer: EtcdObserver;
       /** Whether a change of this instance is running for the group: its tombstone is kept until it is done. */
@@ -122,15 +120,12 @@ export class EtcdSync {
     }
     // Groups served from the directory before the first sync, and managed files etcd lacks.
     memory.dropUnknownEntries();
-    const names = await readdir(view.directory).catch((error: unknown) => error as Error);
-    if (!(names instanceof Error)) {
-      for (const name of names) {
-        const appEnv = appEnvOfFileName(name);
-        if (appEnv !== undefined && inEtcd.get(appEnvKey(appEnv))?.group === undefined) writes.push(view.mirror(appEnv, memory.fileTextOf(appEnvKey(appEnv))));
-      }
+    const files = await view.directory.list().catch((error: unknown) => error as Error);
+    if (!(files instanceof Error)) {
+      for (const id of files) if (inEtcd.get(keyOf(id))?.group === undefined) writes.push(view.mirror(id, memory.fileTextOf(keyOf(id))));
     }
     const failed = (await Promise.allSettled(writes)).filter((result) => result.status === "rejected");
-    if (names instanceof Error) throw names;
+    if (files instanceof Error) throw files;
     if (failed.length > 0) {
       throw new Error(`${failed.length} files could not be brought in step: ${String((failed[0] as PromiseRejectedResult).reason)}`);
     }

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { appEnvKey } from "../model.js";
+import { keyOf } from "../model.js";
 import { expireRegistration } from "../rules/registration.js";
 import { earliestDeadline, type Store } from "../store.js";
 
@@ -12,14 +12,14 @@ export interface ExpirySchedulerOptions {
   readonly expired?: (targets: number) => void;
   /** etcd mode: expire only once in step with etcd; until then memory may hold the directory's old state. */
   readonly ready?: () => boolean;
-  /** How often the registry is scanned for due deadlines; SPEC §10 allows 2 s. */
+  /** How often the registry is scanned for due deadlines: an expired target goes within 2 s of its deadline (docs/api.md). */
   readonly intervalMs?: number;
 }
 
 const INTERVAL_MS = 500;
 
 /**
- * Removes expired targets (SPEC §10). Every `intervalMs` (and at once at
+ * Removes expired targets. Every `intervalMs` (and at once at
  * start, so deadlines that passed while the service was down apply first
  * thing) it looks for groups with a deadline due and sends each one an expiry
  * through the store, like any other change: the same lane, the same
@@ -67,11 +67,11 @@ export class ExpiryScheduler {
     for (const entry of store.list()) {
       const earliest = earliestDeadline(entry);
       if (earliest === undefined || earliest > at) continue;
-      const key = appEnvKey(entry.appEnv);
+      const key = keyOf(entry.id);
       if (this.inFlight.has(key)) continue;
-      const { appEnv, fileName } = entry;
+      const { id, fileName } = entry;
       const run = store
-        .update(appEnv, expireRegistration)
+        .update(id, expireRegistration)
         .then(({ before, after }) => {
           const gone = (before?.group.targets ?? []).filter((target) => !(after?.group.targets ?? []).includes(target));
           if (gone.length === 0) return;

@@ -1,5 +1,6 @@
 import type { Context } from "koa";
 import { RuleError } from "../errors.js";
+import type { Kind } from "../model.js";
 import type { Entry } from "../store.js";
 import { isValidName } from "../parse/values.js";
 
@@ -10,9 +11,8 @@ import { isValidName } from "../parse/values.js";
 function groupFilter(ctx: Context): (entry: Entry) => boolean {
   const applications = namesOf(ctx, "application");
   const environments = namesOf(ctx, "environment");
-  return ({ appEnv }) =>
-    (applications === undefined || applications.has(appEnv.application)) &&
-    (environments === undefined || environments.has(appEnv.environment));
+  return ({ id }) =>
+    (applications === undefined || applications.has(id.application)) && (environments === undefined || environments.has(id.environment));
 }
 
 function namesOf(ctx: Context, parameter: "application" | "environment"): ReadonlySet<string> | undefined {
@@ -33,10 +33,10 @@ function namesOf(ctx: Context, parameter: "application" | "environment"): Readon
   return new Set(names);
 }
 
-/** The registered groups a request's filter selects, in the store's order. */
-export function selectedEntries(ctx: Context, entries: Iterable<Entry>): Entry[] {
+/** The registered groups of `kind` a request's filter selects, in the store's order. */
+export function selectedEntries(ctx: Context, entries: Iterable<Entry>, kind: Kind = "targets"): Entry[] {
   const keep = groupFilter(ctx);
   const kept: Entry[] = [];
-  for (const entry of entries) if (keep(entry)) kept.push(entry);
+  for (const entry of entries) if (entry.id.kind === kind && keep(entry)) kept.push(entry);
   return kept;
 }

@@ -1,4 +1,4 @@
-import type { Entry } from "../store.js";
+import { byName, type Entry } from "../store.js";
 
 /**
  * A JSON list of registered groups, sorted by application then environment,
@@ -46,7 +46,7 @@ export class GroupListJson {
   }
 
   private sortedFragments(entries: readonly Entry[]): string[] {
-    return [...entries].sort(byApplicationThenEnvironment).map((entry) => this.fragment(entry));
+    return [...entries].sort(byName).map((entry) => this.fragment(entry));
   }
 
   private fragment(entry: Entry): string {
@@ -63,11 +63,3 @@ function sameEntries(a: readonly Entry[], b: readonly Entry[]): boolean {
   return a.length === b.length && a.every((entry, i) => entry === b[i]);
 }
 
-/** Code-unit order, not the locale's: the same on every machine. */
-function byApplicationThenEnvironment(a: Entry, b: Entry): number {
-  return compare(a.appEnv.application, b.appEnv.application) || compare(a.appEnv.environment, b.appEnv.environment);
-}
-
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

@@ -1,7 +1,7 @@
 import type { Context } from "koa";
 import { rejectAs, RuleError } from "../errors.js";
 import type { Store } from "../store.js";
-import type { AppEnv, Change, Registration } from "../model.js";
+import type { AppEnv, Change, GroupId, Registration } from "../model.js";
 import { etagOf } from "../etag.js";
 import { formatOf, parseBody, unsupportedMediaType } from "../parse/body.js";
 import { parsePreconditions } from "../parse/preconditions.js";
@@ -16,9 +16,9 @@ type Rule = (current: Registration | undefined, change: Change, appEnv: AppEnv, 
 
 export const GROUP_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"] as const;
 
-function appEnvOf(ctx: Context): AppEnv {
+function idOf(ctx: Context): GroupId {
   const params = (ctx as Context & { params: Record<string, string | undefined> }).params;
-  return rejectAs("bad_name", () => parseAppEnv(params.application ?? "", params.environment ?? ""));
+  return { kind: "targets", ...rejectAs("bad_name", () => parseAppEnv(params.application ?? "", params.environment ?? "")) };
 }
 
 /** The body koa-body read as text (for the types it was told about), as targets and labels. */
@@ -37,7 +37,7 @@ function changeOf(ctx: Context): Change {
 
 export function getGroup(store: Store) {
   return (ctx: Context): void => {
-    const group = store.get(appEnvOf(ctx));
+    const group = store.get(idOf(ctx));
     if (group !== undefined) ctx.set("ETag", etagOf(group));
     ctx.body = group === undefined ? [] : [group];
   };
@@ -45,14 +45,14 @@ export function getGroup(store: Store) {
 
 function mutate(store: Store, rule: Rule, acceptsTtl: boolean) {
   return async (ctx: Context): Promise<void> => {
-    const appEnv = appEnvOf(ctx);
+    const id = idOf(ctx);
     const ttlMs = acceptsTtl ? parseTtl(ctx.query.ttl) : undefined;
     const preconditions = parsePreconditions(ctx.get("If-Match"), ctx.get("If-None-Match"));
     const change = rejectAs("bad_body", () => changeOf(ctx));
     // `now` is the store's clock when the change is applied: a deadline counts from then.
-    const { before, after } = await store.update(appEnv, (current, now) => {
+    const { before, after } = await store.update(id, (current, now) => {
       checkPreconditions(current?.group, preconditions);
-      return rejectAs("rule", () => rule(current, change, appEnv, { now, ttlMs }));
+      return rejectAs("rule", () => rule(current, change, id, { now, ttlMs }));
     });
     if (after !== null) ctx.set("ETag", etagOf(after.group));
     const answer = after?.group ?? before?.group;

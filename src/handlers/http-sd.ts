@@ -30,7 +30,7 @@ export function httpSd(store: Store, share: GroupSelector = EVERY_GROUP) {
   };
 }
 
-function render({ appEnv, fileName, group }: Entry): TargetGroup {
+function render({ id: appEnv, fileName, group }: Entry): TargetGroup {
   return {
     targets: group.targets,
     labels: {

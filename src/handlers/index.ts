@@ -30,8 +30,8 @@ export function index(store: Store) {
 function render(entry: Entry): IndexLine {
   const expires = entry.expires.size === 0 ? undefined : Object.fromEntries([...entry.expires].map(([target, ms]) => [target, new Date(ms).toISOString()]));
   return {
-    application: entry.appEnv.application,
-    environment: entry.appEnv.environment,
+    application: entry.id.application,
+    environment: entry.id.environment,
     file: entry.fileName,
     targets: entry.group.targets.length,
     labels: entry.group.labels,

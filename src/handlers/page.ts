@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Context, Middleware } from "koa";
 import { RuleError } from "../errors.js";
-import type { Entry } from "../filestore/store.js";
+import type { Entry } from "../store.js";
 import type { Answer, GroupStatus, Health, StatusService } from "../status/status.js";
 import { selectedEntries } from "./group-filter.js";
 
@@ -159,8 +159,8 @@ function groupViews(entries: readonly Entry[], statuses: readonly GroupStatus[] 
     const status = statuses?.at(i);
     const byTarget = new Map(status?.targets.map((target) => [target.target, target]));
     return {
-      application: entry.appEnv.application,
-      environment: entry.appEnv.environment,
+      application: entry.id.application,
+      environment: entry.id.environment,
       labels: new Map(Object.entries(entry.group.labels)),
       changedAt: entry.changedAt.toISOString(),
       targets: entry.group.targets.map((target): TargetView => {

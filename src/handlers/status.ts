@@ -1,7 +1,7 @@
 import type { Context } from "koa";
 import { rejectAs, RuleError } from "../errors.js";
-import type { Entry } from "../filestore/store.js";
-import type { AppEnv } from "../model.js";
+import { byName } from "../store.js";
+import type { GroupId } from "../model.js";
 import { parseAppEnv } from "../parse/values.js";
 import { parseDuration } from "../parse/duration.js";
 import type { Registry, StatusService } from "../status/status.js";
@@ -28,9 +28,9 @@ function notConfigured(ctx: Context): void {
   };
 }
 
-function appEnvOf(ctx: Context): AppEnv {
+function idOf(ctx: Context): GroupId {
   const params = (ctx as Context & { params: Record<string, string | undefined> }).params;
-  return rejectAs("bad_name", () => parseAppEnv(params.application ?? "", params.environment ?? ""));
+  return { kind: "targets", ...rejectAs("bad_name", () => parseAppEnv(params.application ?? "", params.environment ?? "")) };
 }
 
 /** `?wait=` in ms; undefined when absent. */
@@ -53,12 +53,12 @@ export function waitOf(ctx: Context): number | undefined {
  */
 export function groupStatus(status: StatusService | undefined) {
   return async (ctx: Context): Promise<void> => {
-    const appEnv = appEnvOf(ctx);
+    const id = idOf(ctx);
     const waitMs = waitOf(ctx);
     if (status === undefined) return notConfigured(ctx);
     ctx.set("Cache-Control", "no-store");
     if (waitMs === undefined) {
-      ctx.body = await status.ofGroup(appEnv);
+      ctx.body = await status.ofGroup(id);
       return;
     }
     const clientGone = new AbortController();
@@ -66,7 +66,7 @@ export function groupStatus(status: StatusService | undefined) {
     // The response's close: the request's fires as soon as its (empty) body is read.
     ctx.res.once("close", hangUp);
     try {
-      const answer = await status.waitUntilReady(appEnv, waitMs, clientGone.signal);
+      const answer = await status.waitUntilReady(id, waitMs, clientGone.signal);
       ctx.status = answer.ready ? 200 : 503;
       ctx.body = answer;
       // Shutting down: close the connection with this answer, so the drain need not wait for it to idle out.
@@ -80,7 +80,7 @@ export function groupStatus(status: StatusService | undefined) {
 /** `GET /-/status`: every registered group's status (the page's health dots), with the index' filters. */
 export function allStatus(registry: Registry, status: StatusService | undefined) {
   return async (ctx: Context): Promise<void> => {
-    const entries = selectedEntries(ctx, registry.list()).sort(byApplicationThenEnvironment);
+    const entries = selectedEntries(ctx, registry.list()).sort(byName);
     if (status === undefined) return notConfigured(ctx);
     ctx.set("Cache-Control", "no-store");
     ctx.body = {
@@ -90,11 +90,3 @@ export function allStatus(registry: Registry, status: StatusService | undefined)
   };
 }
 
-/** The index' order: code units, not the locale's. */
-function byApplicationThenEnvironment(a: Entry, b: Entry): number {
-  return compare(a.appEnv.application, b.appEnv.application) || compare(a.appEnv.environment, b.appEnv.environment);
-}
-
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

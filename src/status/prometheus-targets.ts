@@ -181,7 +181,8 @@ export function indexTargets(answer: TargetsAnswer): TargetsIndex {
  */
 export function groupKeyOf(discovered: Readonly<Record<string, string>>): string | undefined {
   const file = own(discovered, "__meta_filepath");
-  if (file !== undefined) return /(?:^|\/)([^/@]+@[^/@]+)\.json$/.exec(file)?.[1];
+  // A file in probes/ is a probe group's (src/directory/naming.ts): its key says so, as keyOf does.
+  if (file !== undefined) return /(?:^|\/)((?:probes\/)?[^/@]+@[^/@]+)\.json$/.exec(file)?.[1];
   const application = own(discovered, META_LABELS.application);
   const environment = own(discovered, META_LABELS.environment);
   return application !== undefined && environment !== undefined ? `${application}@${environment}` : undefined;

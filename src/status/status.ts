@@ -1,10 +1,10 @@
 import type { PrometheusConfig } from "../config.js";
-import type { Entry } from "../filestore/store.js";
-import { appEnvKey, type AppEnv, type TargetGroup } from "../model.js";
+import { keyOf, type GroupId, type TargetGroup } from "../model.js";
+import type { Entry } from "../store.js";
 import { PrometheusTargets, type SeenTarget, type Snapshot } from "./prometheus-targets.js";
 
 /**
- * "Is my target scraped?" (SPEC §12): each registered target, as each Prometheus
+ * "Is my target scraped?": each registered target, as each Prometheus
  * in PROMETHEUS_URL sees it. Knows nothing of HTTP; src/handlers/status.ts answers.
  */
 
@@ -57,7 +57,7 @@ export type Answer =
 
 /** What the status needs from the store, whichever backend keeps it. */
 export interface Registry {
-  get(appEnv: AppEnv): TargetGroup | undefined;
+  get(id: GroupId): TargetGroup | undefined;
   list(): Iterable<Entry>;
 }
 
@@ -93,14 +93,14 @@ export class StatusService {
     return this.waiters.size;
   }
 
-  async ofGroup(appEnv: AppEnv): Promise<GroupStatus> {
-    return statusOf(appEnv, this.registry.get(appEnv), await this.snapshots());
+  async ofGroup(id: GroupId): Promise<GroupStatus> {
+    return statusOf(id, this.registry.get(id), await this.snapshots());
   }
 
   /** Every entry given, in its order. */
   async ofEntries(entries: readonly Entry[]): Promise<{ ready: boolean; groups: GroupStatus[] }> {
     const snapshots = await this.snapshots();
-    const groups = entries.map((entry) => statusOf(entry.appEnv, entry.group, snapshots));
+    const groups = entries.map((entry) => statusOf(entry.id, entry.group, snapshots));
     return { ready: groups.length > 0 && groups.every((group) => group.ready), groups };
   }
 
@@ -130,7 +130,7 @@ export class StatusService {
     );
     const known = seen.flatMap(({ seen }) => (seen === undefined ? [] : [seen]));
     return {
-      groups: entries.map((entry) => statusOf(entry.appEnv, entry.group, known)),
+      groups: entries.map((entry) => statusOf(entry.id, entry.group, known)),
       answers: seen.map(({ answer }) => answer),
     };
   }
@@ -140,7 +140,7 @@ export class StatusService {
    * the client went away (`signal`), or the service is shutting down: then it
    * answers with the status as it is.
    */
-  async waitUntilReady(appEnv: AppEnv, waitMs: number, signal: AbortSignal): Promise<GroupStatus> {
+  async waitUntilReady(id: GroupId, waitMs: number, signal: AbortSignal): Promise<GroupStatus> {
     const deadline = Date.now() + waitMs;
     const controller = new AbortController();
     const stop = (): void => controller.abort();
@@ -149,7 +149,7 @@ export class StatusService {
     if (this.answeringNow || signal.aborted) controller.abort();
     try {
       for (;;) {
-        const status = await this.ofGroup(appEnv);
+        const status = await this.ofGroup(id);
         const left = deadline - Date.now();
         if (status.ready || left <= 0 || controller.signal.aborted) return status;
         await sleep(Math.min(POLL_MS, left), controller.signal);
@@ -176,8 +176,8 @@ interface Seen {
   readonly snapshot: Snapshot;
 }
 
-function statusOf(appEnv: AppEnv, group: TargetGroup | undefined, snapshots: readonly Seen[]): GroupStatus {
-  const { application, environment } = appEnv;
+function statusOf(id: GroupId, group: TargetGroup | undefined, snapshots: readonly Seen[]): GroupStatus {
+  const { application, environment } = id;
   if (group === undefined) {
     return {
       application,
@@ -189,7 +189,7 @@ function statusOf(appEnv: AppEnv, group: TargetGroup | undefined, snapshots: rea
         `(curl -X PUT -d targets=host:port …/${application}/${environment}), or check the names`,
     };
   }
-  const key = appEnvKey(appEnv);
+  const key = keyOf(id);
   const targets = group.targets.map((target): TargetStatus => {
     const servers = snapshots.map((seen) => healthOn(seen, key, target));
     return { target, ready: servers.every((server) => server.health === "up"), servers };

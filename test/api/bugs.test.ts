@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.js";
 import { InternalError } from "../../src/errors.js";
 import { createMetrics } from "../../src/metrics.js";
-import type { AppEnv } from "../../src/model.js";
+import type { GroupId } from "../../src/model.js";
 import type { Mutation, Store } from "../../src/store.js";
 import { request, silentLogger, startTestService, type TestService } from "../helpers.js";
 
@@ -33,7 +33,7 @@ describe("a bug inside a change", () => {
         return real.size;
       },
       idle: () => real.idle(),
-      update: (appEnv: AppEnv, mutation: Mutation) =>
+      update: (appEnv: GroupId, mutation: Mutation) =>
         real.update(appEnv, (current, now) => {
           const result = mutation(current, now);
           if (appEnv.application !== "boom" || inject === undefined || result === null) return result;
@@ -82,7 +82,7 @@ describe("a bug inside a change", () => {
   });
 
   it("a batch the store cannot write rejects with an InternalError and the lane takes the next batch", async () => {
-    const appEnv = { application: "direct", environment: "nan" };
+    const appEnv = { kind: "targets", application: "direct", environment: "nan" } as const;
     const broken = sd.service.store.update(appEnv, () => ({ group: { targets: ["a:1"], labels: { job: "direct", env: "nan" } }, expires: new Map([["a:1", Number.NaN]]) }));
     await expect(broken).rejects.toBeInstanceOf(InternalError);
     await expect(broken).rejects.toThrow(/an internal error stopped the change to direct@nan\.json; it may or may not have been applied/);

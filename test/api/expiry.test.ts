@@ -1,6 +1,5 @@
-import { readdir } from "node:fs/promises";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { backendEnv, eventually, makeTempDir, removeDir, startTestService, type TestService } from "../helpers.js";
+import { backendEnv, eventually, filesIn, makeTempDir, removeDir, startTestService, type TestService } from "../helpers.js";
 
 type Group = { targets: string[]; labels: Record<string, string> };
 type IndexLine = { application: string; environment: string; expires?: Record<string, string> };
@@ -66,7 +65,7 @@ describe("registrations that expire (SPEC §10)", () => {
     expect(line.expires!["yaml:1"]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     // Deadlines never reach the file Prometheus reads, nor a file it could glob.
     expect(await sd.fileOf("ttl", "prod")).toEqual([{ targets: ["form:1", "perm:1", "json:1", "yaml:1"], labels: { job: "ttl", env: "prod" } }]);
-    expect((await readdir(sd.directory)).filter((name) => name.endsWith(".json"))).toEqual(["ttl@prod.json"]);
+    expect((await filesIn(sd.directory)).filter((name) => name.endsWith(".json"))).toEqual(["ttl@prod.json"]);
   });
 
   it("short TTLs expire from the file, GET, / and /-/http_sd within 2 s of the deadline; labels stay; the last target takes the group", async () => {
@@ -93,7 +92,7 @@ describe("registrations that expire (SPEC §10)", () => {
     expect((await sd.request("DELETE", "/ttl/dev")).status).toBe(404);
     const metrics = await (await fetch(`${sd.url}/metrics`)).text();
     expect(Number(/^file_sd_targets_expired_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(3);
-    expect((await readdir(sd.directory)).sort()).toEqual(["ttl@prod.json"]);
+    expect((await filesIn(sd.directory)).sort()).toEqual(["ttl@prod.json"]);
   });
 
   it("a heartbeat every second keeps a 3 s target alive for 15 s, and it expires once the heartbeats stop", async () => {

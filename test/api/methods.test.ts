@@ -1,6 +1,5 @@
-import { readdir } from "node:fs/promises";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startTestService, type TestService } from "../helpers.js";
+import { filesIn, startTestService, type TestService } from "../helpers.js";
 
 /** SPEC §5–§6 through a real listener: every answer checked against the file Prometheus reads. */
 describe("PUT, POST and DELETE (SPEC §5, §6)", () => {
@@ -35,7 +34,7 @@ describe("PUT, POST and DELETE (SPEC §5, §6)", () => {
     expect(answer.status).toBe(200);
     expect(answer.body).toEqual([{ targets: ["host1:9100", "host2:9100"], labels: { ...defaults, team: "core" } }]);
     await expectState({ targets: ["host1:9100", "host2:9100"], labels: { ...defaults, team: "core" } });
-    expect(await readdir(sd.directory)).toEqual(["billing@prod-hou.json"]);
+    expect(await filesIn(sd.directory)).toEqual(["billing@prod-hou.json"]);
   });
 
   describe("PUT", () => {
@@ -110,7 +109,7 @@ describe("PUT, POST and DELETE (SPEC §5, §6)", () => {
       expect(answer.status).toBe(200);
       expect(answer.body).toEqual([{ targets: ["a:1"], labels: { ...defaults, team: "core" } }]);
       await expectState(undefined);
-      expect(await readdir(sd.directory)).toEqual([]);
+      expect(await filesIn(sd.directory)).toEqual([]);
     });
 
     it("removes the named targets and labels, answering the group after", async () => {

@@ -1,9 +1,8 @@
 import { request as httpRequest } from "node:http";
-import { readdir } from "node:fs/promises";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_COMBINED_NAME_LENGTH } from "../../src/parse/values.js";
-import { startTestService, type TestService } from "../helpers.js";
+import { filesIn, startTestService, type TestService } from "../helpers.js";
 
 /** Sends a raw path, so nothing on the client side normalises `..` or percent escapes. */
 function rawRequest(base: string, method: string, path: string): Promise<{ status: number; body: unknown; allow?: string }> {
@@ -67,7 +66,7 @@ describe("routes (SPEC §2)", () => {
       expect(answer.status, `${method} ${path}`).toBe(400);
       expect(answer.body).toEqual({ message: expect.stringMatching(/is not a valid name/) });
     }
-    expect(await readdir(sd.directory)).toEqual([]);
+    expect(await filesIn(sd.directory)).toEqual([]);
   });
 
   it("a name of 128 characters is fine", async () => {
@@ -99,7 +98,7 @@ describe("routes (SPEC §2)", () => {
       new RegExp(`^application and environment are ${MAX_COMBINED_NAME_LENGTH + 1} characters together, over the limit of ${MAX_COMBINED_NAME_LENGTH}`),
     );
     // Nothing of the pair is left: no group, no deadlines, no temporary twin.
-    expect((await readdir(sd.directory)).filter((name) => name.startsWith(`${application}@`))).toEqual([]);
+    expect((await filesIn(sd.directory)).filter((name) => name.startsWith(`${application}@`))).toEqual([]);
   });
 
   it("a request Node's HTTP parser refuses still gets a JSON 400", async () => {

@@ -7,7 +7,8 @@ import { createApp } from "../../src/app.js";
 import { loadConfig } from "../../src/config.js";
 import { connectEtcd } from "../../src/etcdstore/client.js";
 import { EtcdStore } from "../../src/etcdstore/etcd-store.js";
-import { FileStore } from "../../src/filestore/store.js";
+import { Directory } from "../../src/directory/directory.js";
+import { DirectoryView } from "../../src/directory/view.js";
 import { eventually, makeTempDir, removeDir, request, silentLogger, startTestService, waitUntilReady, type TestService } from "../helpers.js";
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 
@@ -37,7 +38,7 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
     const directory = await makeTempDir();
     const config = loadConfig({ ...env, FILE_SD_DIRECTORY: directory });
     const { client, namespace } = await connectEtcd(config.etcd!);
-    const view = await FileStore.open({ directory, logger: silentLogger });
+    const view = await DirectoryView.open(await Directory.open(directory, silentLogger), silentLogger);
     const store = EtcdStore.open({ config: config.etcd!, client, namespace: losingOneAnswer(namespace, () => afterNextCommit), view, logger: silentLogger });
     server = createServer(createApp({ store, logger: silentLogger, maxBodyBytes: 1024 * 1024, readiness: store }).callback());
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));

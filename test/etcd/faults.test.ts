@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { eventually, makeTempDir, removeDir, request, startTestService, waitUntilReady, type TestService } from "../helpers.js";
+import { eventually, filesIn, makeTempDir, removeDir, request, startTestService, type TestService, waitUntilReady } from "../helpers.js";
 import { AckLedger, readDirectoryState, readServedState, runWriters, seededRandom, type DirectoryState } from "../reliability/write-load.js";
 import { startChildService, type ChildService } from "../support/child-service.js";
 import { leaderOf, startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
@@ -186,7 +186,7 @@ describe("etcd mode under faults", () => {
       stop = true;
       await load;
       await expectConverged(ledger, [writer, { url: child.url, directory }]);
-      const names = await readdir(directory);
+      const names = await filesIn(directory);
       expect(names).toContain(FOREIGN_FILE);
       expect(names).not.toContain("stale@prod.json");
       expect(names).not.toContain("fault@g1.json.12345");

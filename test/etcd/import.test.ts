@@ -4,7 +4,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serializeGroup } from "../../src/filestore/group-file.js";
+import { serializeGroup } from "../../src/directory/group-file.js";
 import { eventually, makeTempDir, removeDir, startTestService } from "../helpers.js";
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serializeGroup } from "../../src/filestore/group-file.js";
-import { eventually, startTestService, type TestService } from "../helpers.js";
+import { serializeGroup } from "../../src/directory/group-file.js";
+import { eventually, filesIn, startTestService, type TestService } from "../helpers.js";
 import { AckLedger, readDirectoryState, readServedState, runWriters, seededRandom } from "../reliability/write-load.js";
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 
@@ -57,7 +57,7 @@ describe("several instances, one registry in etcd", () => {
     expect(value.trimEnd()).toBe((await readFile(join(b.directory, "billing@prod.json"), "utf8")).trimEnd());
 
     expect((await c.request("DELETE", "/billing/prod")).status).toBe(200);
-    await eventually(async () => (await Promise.all(instances.map((sd) => readdir(sd.directory)))).every((names) => names.length === 0), 1000, "the files to go");
+    await eventually(async () => (await Promise.all(instances.map((sd) => filesIn(sd.directory)))).every((names) => names.length === 0), 1000, "the files to go");
     expect((await a.request("GET", "/billing/prod")).body).toEqual([]);
   });
 
@@ -114,14 +114,14 @@ describe("several instances, one registry in etcd", () => {
       await a.request("PUT", "/shop/prod-hou", { body: "targets=b:1&region=us" });
       await a.request("PUT", "/shop/dev-hou", { body: "targets=c:1&region=us" });
       await a.request("PUT", "/shop/prod-nolabel", { body: "targets=d:1" });
-      await eventually(async () => sameNames(await readdir(eu.directory), ["shop@prod-fra.json"]), 1000, "the eu share");
-      await eventually(async () => sameNames(await readdir(rest.directory), ["shop@prod-hou.json", "shop@prod-nolabel.json"]), 1000, "the other share");
+      await eventually(async () => sameNames(await filesIn(eu.directory), ["shop@prod-fra.json"]), 1000, "the eu share");
+      await eventually(async () => sameNames(await filesIn(rest.directory), ["shop@prod-hou.json", "shop@prod-nolabel.json"]), 1000, "the other share");
       // The API still serves every group on both.
       expect((await eu.request("GET", "/shop/dev-hou")).body).toEqual([{ targets: ["c:1"], labels: { job: "shop", env: "dev-hou", region: "us" } }]);
       // A label change moves a group from one share to the other.
       expect((await eu.request("POST", "/shop/prod-hou", { body: "region=eu" })).status).toBe(200);
-      expect(sameNames(await readdir(eu.directory), ["shop@prod-fra.json", "shop@prod-hou.json"])).toBe(true);
-      await eventually(async () => sameNames(await readdir(rest.directory), ["shop@prod-nolabel.json"]), 1000, "the group to leave the other share");
+      expect(sameNames(await filesIn(eu.directory), ["shop@prod-fra.json", "shop@prod-hou.json"])).toBe(true);
+      await eventually(async () => sameNames(await filesIn(rest.directory), ["shop@prod-nolabel.json"]), 1000, "the group to leave the other share");
       // /-/http_sd serves each instance's share too, the same groups as its files; the API and the index serve every group.
       const served = async (sd: TestService): Promise<string[]> =>
         ((await sd.request("GET", "/-/http_sd")).body as { labels: Record<string, string> }[]).map(({ labels }) => labels.__meta_filesd_file!).sort();

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serializeGroup } from "../../src/filestore/group-file.js";
+import { serializeGroup } from "../../src/directory/group-file.js";
 import { eventually, request, startTestService, type TestService } from "../helpers.js";
 import { leaderOf, startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 

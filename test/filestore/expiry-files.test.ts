@@ -1,7 +1,7 @@
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { eventually, makeTempDir, removeDir, request, startTestService } from "../helpers.js";
+import { eventually, filesIn, makeTempDir, removeDir, request, startTestService } from "../helpers.js";
 import { startChildService, type ChildService } from "../support/child-service.js";
 
 type Group = { targets: string[]; labels: Record<string, string> };
@@ -29,14 +29,14 @@ describe("deadlines in the directory", () => {
     try {
       await sd.request("PUT", "/app/prod?ttl=1h", { body: "targets=a:1" });
       const line = ((await sd.request("GET", "/")).body as { groups: { expires: Record<string, string> }[] }).groups[0]!;
-      expect((await readdir(sd.directory)).sort()).toEqual(["app@prod.expires", "app@prod.json"]);
+      expect((await filesIn(sd.directory)).sort()).toEqual(["app@prod.expires", "app@prod.json"]);
       expect(JSON.parse(await readFile(join(sd.directory, "app@prod.expires"), "utf8"))).toEqual(line.expires);
       // Permanent again: the deadlines file goes.
       await sd.request("PUT", "/app/prod", { body: "targets=a:1" });
-      expect(await readdir(sd.directory)).toEqual(["app@prod.json"]);
+      expect(await filesIn(sd.directory)).toEqual(["app@prod.json"]);
       await sd.request("POST", "/app/prod?ttl=1h", { body: "targets=b:1" });
       await sd.request("DELETE", "/app/prod");
-      expect(await readdir(sd.directory)).toEqual([]);
+      expect(await filesIn(sd.directory)).toEqual([]);
     } finally {
       await sd.close();
     }
@@ -63,7 +63,7 @@ describe("deadlines in the directory", () => {
       const lines = ((await sd.request("GET", "/")).body as { groups: { application: string; expires?: Record<string, string> }[] }).groups;
       expect(lines.find((line) => line.application === "a")!.expires).toEqual({ "stay:1": iso(future) });
       expect(lines.find((line) => line.application === "c")!.expires).toBeUndefined();
-      expect((await readdir(dir)).sort()).toEqual(["a@prod.expires", "a@prod.json", "c@prod.json"]);
+      expect((await filesIn(dir)).sort()).toEqual(["a@prod.expires", "a@prod.json", "c@prod.json"]);
       // What is left on disk lists only the targets of the group.
       expect(JSON.parse(await readFile(join(dir, "a@prod.expires"), "utf8"))).toEqual({ "stay:1": iso(future) });
     } finally {
@@ -104,7 +104,7 @@ describe("deadlines in the directory", () => {
         if (expiredBeforeKill > 0 && expiredBeforeKill < groups) killedDuringWrites++;
 
         // Every file Prometheus could read is valid, and holds at least what must survive.
-        for (const name of await readdir(dir)) {
+        for (const name of await filesIn(dir)) {
           if (name.endsWith(".json")) {
             const [group] = JSON.parse(await readFile(join(dir, name), "utf8")) as Group[];
             expect(group!.targets.slice(0, 2)).toEqual(["perm:1", "perm:2"]);
@@ -128,7 +128,7 @@ describe("deadlines in the directory", () => {
           const [group] = JSON.parse(await readFile(join(dir, `app@g${i}.json`), "utf8")) as Group[];
           expect(group).toEqual({ targets: ["perm:1", "perm:2", "long:1"], labels: { job: "app", env: `g${i}`, team: "core" } });
         }
-        expect((await readdir(dir)).filter((name) => !name.endsWith(".json") && !name.endsWith(".expires"))).toEqual([]);
+        expect((await filesIn(dir)).filter((name) => !name.endsWith(".json") && !name.endsWith(".expires"))).toEqual([]);
       } finally {
         await child?.stop();
       }

@@ -1,12 +1,12 @@
 import { execFile } from "node:child_process";
-import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
 import { StoreError } from "../../src/errors.js";
 import { startService } from "../../src/server.js";
-import { eventually, makeTempDir, removeDir, silentLogger, startTestService, type TestService } from "../helpers.js";
+import { eventually, filesIn, makeTempDir, removeDir, silentLogger, startTestService, type TestService } from "../helpers.js";
 
 const run = promisify(execFile);
 
@@ -46,7 +46,7 @@ describe("files (SPEC §7)", () => {
   it("writes <application>@<environment>.json holding exactly one group, readable by others", async () => {
     const sd = await start();
     await sd.request("PUT", "/billing/prod-hou", { body: "targets=a:1" });
-    expect(await readdir(sd.directory)).toEqual(["billing@prod-hou.json"]);
+    expect(await filesIn(sd.directory)).toEqual(["billing@prod-hou.json"]);
     const text = await readFile(join(sd.directory, "billing@prod-hou.json"), "utf8");
     expect(JSON.parse(text)).toEqual([{ targets: ["a:1"], labels: { job: "billing", env: "prod-hou" } }]);
     expect((await stat(join(sd.directory, "billing@prod-hou.json"))).mode & 0o777).toBe(0o644);
@@ -62,7 +62,7 @@ describe("files (SPEC §7)", () => {
     expect((await second.request("GET", "/billing/prod-hou")).body).toEqual(expected);
     expect((await second.request("GET", "/node/prod-hou")).body).toEqual([]);
     await second.request("POST", "/billing/prod-hou", { body: "targets=b:2" });
-    expect(await readdir(second.directory)).toEqual(["billing@prod-hou.json"]);
+    expect(await filesIn(second.directory)).toEqual(["billing@prod-hou.json"]);
     expect(await second.fileOf("billing", "prod-hou")).toEqual([{ ...expected[0], targets: ["a:1", "b:2"] }]);
   });
 
@@ -108,7 +108,7 @@ describe("files (SPEC §7)", () => {
     await writeFile(join(directory, "billing@prod.json"), JSON.stringify([{ targets: ["a:1"], labels: { job: "billing", env: "prod" } }]));
     await writeFile(join(directory, "someone-else.json.42"), "keep me");
     const sd = await start(directory);
-    expect((await readdir(directory)).sort()).toEqual(["billing@prod.json", "someone-else.json.42"]);
+    expect((await filesIn(directory)).sort()).toEqual(["billing@prod.json", "someone-else.json.42"]);
     expect((await sd.request("GET", "/billing/prod")).body).toEqual([{ targets: ["a:1"], labels: { job: "billing", env: "prod" } }]);
   });
 
@@ -117,7 +117,7 @@ describe("files (SPEC §7)", () => {
     await Promise.all(
       Array.from({ length: 40 }, (_, i) => sd.request("POST", `/app${i % 4}/prod`, { body: `targets=h${i}:1` })),
     );
-    expect((await readdir(sd.directory)).sort()).toEqual(["app0@prod.json", "app1@prod.json", "app2@prod.json", "app3@prod.json"]);
+    expect((await filesIn(sd.directory)).sort()).toEqual(["app0@prod.json", "app1@prod.json", "app2@prod.json", "app3@prod.json"]);
   });
 
   it("picks up a file someone else creates, edits and removes, within a second", async () => {
@@ -164,7 +164,7 @@ describe("files (SPEC §7)", () => {
     expect(answer.body).toEqual({ message: expect.stringMatching(/could not write billing@prod\.json: .*the change was not applied/) });
     expect((await sd.request("GET", "/billing/prod")).body).toEqual(before);
     expect(await readFile(join(file, "keep"), "utf8")).toBe("x");
-    expect(await readdir(sd.directory)).toEqual(["billing@prod.json"]);
+    expect(await filesIn(sd.directory)).toEqual(["billing@prod.json"]);
 
     await rm(file, { recursive: true });
     expect((await sd.request("PUT", "/billing/prod", { body: "targets=b:2" })).status).toBe(200);

@@ -5,7 +5,7 @@ import { GroupListJson } from "../../src/handlers/group-list-json.js";
 
 function entry(application: string, environment: string, targets: string[]): Entry {
   return {
-    appEnv: { application, environment },
+    id: { kind: "targets", application, environment },
     fileName: `${application}@${environment}.json`,
     group: { targets, labels: { job: application, env: environment } },
     expires: NO_DEADLINES,
@@ -15,7 +15,7 @@ function entry(application: string, environment: string, targets: string[]): Ent
 }
 
 describe("the JSON list of groups", () => {
-  const render = (e: Entry) => ({ app: e.appEnv.application, env: e.appEnv.environment, targets: e.group.targets });
+  const render = (e: Entry) => ({ app: e.id.application, env: e.id.environment, targets: e.group.targets });
 
   it("is sorted by application, then environment, in code-unit order", () => {
     const list = new GroupListJson(render);

@@ -3,8 +3,8 @@ import { mkdir, open, readdir, readFile, rm, rmdir, unlink, writeFile } from "no
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { isLeftoverTempFile } from "../../src/filestore/naming.js";
-import { makeTempDir, removeDir, startTestService, type Answer, type TestService } from "../helpers.js";
+import { isLeftoverTempFile } from "../../src/directory/naming.js";
+import { type Answer, filesIn, makeTempDir, removeDir, startTestService, type TestService } from "../helpers.js";
 
 /**
  * A write the disk refuses answers 5xx with a JSON message and changes
@@ -32,8 +32,8 @@ function errnoError(code: string, syscall: string, path: string): NodeJS.ErrnoEx
   return error;
 }
 
-vi.mock("../../src/filestore/atomic-write.js", async (importOriginal) => {
-  const actual = await importOriginal<typeof import("../../src/filestore/atomic-write.js")>();
+vi.mock("../../src/directory/atomic-write.js", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/directory/atomic-write.js")>();
   return {
     ...actual,
     writeFileAtomically: (...args: Parameters<typeof actual.writeFileAtomically>): Promise<void> =>
@@ -131,8 +131,8 @@ describe("disk faults", () => {
     expect(answer.headers.get("content-type")).toMatch(/^application\/json/);
     expect((answer.body as { message: string }).message).toContain(`${application}@${environment}.json`);
     expect(await snapshot(sd, application, environment)).toEqual(before);
-    const names = await readdir(sd.directory);
-    expect(names.filter(isLeftoverTempFile)).toEqual([]);
+    const names = await filesIn(sd.directory);
+    expect(names.filter((name) => isLeftoverTempFile("targets", name))).toEqual([]);
     return answer;
   }
 

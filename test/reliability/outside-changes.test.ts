@@ -7,7 +7,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.js";
 import { FileStore } from "../../src/filestore/store.js";
-import { watchDirectory, type DirectoryWatch } from "../../src/filestore/watch.js";
+import { watchDirectory, type DirectoryWatch } from "../../src/directory/watch.js";
 import { eventually, makeTempDir, removeDir, request, type Answer } from "../helpers.js";
 import type { LogLine } from "../support/child-service.js";
 
@@ -39,7 +39,7 @@ async function startObservedService(directory: string): Promise<ObservedService>
       outsideChange: (fileName) => outsideChanges.push(fileName),
     },
   });
-  const watch: DirectoryWatch = await watchDirectory(store, logger);
+  const watch: DirectoryWatch = await watchDirectory(store.directory, (id) => void store.reload(id), logger);
   const server: Server = createServer(createApp({ store, logger, maxBodyBytes: 1024 * 1024 }).callback());
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;

@@ -1,8 +1,8 @@
-import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FileStore } from "../../src/filestore/store.js";
-import { makeTempDir, removeDir, silentLogger } from "../helpers.js";
+import { filesIn, makeTempDir, removeDir, silentLogger } from "../helpers.js";
 import { startChildService } from "../support/child-service.js";
 
 /**
@@ -97,13 +97,13 @@ describe("start-up on a crowded directory", () => {
     expect(store.size).toBe(GOOD);
     for (let index = 0; index < GOOD; index++) {
       const { application, environment, targets, labels } = goodGroup(index);
-      expect(store.get({ application, environment })).toEqual({ targets, labels });
+      expect(store.get({ kind: "targets", application, environment })).toEqual({ targets, labels });
     }
-    expect(store.get({ application: "broken", environment: "json" })).toBeUndefined();
+    expect(store.get({ kind: "targets", application: "broken", environment: "json" })).toBeUndefined();
 
     expect(readFailed.sort()).toEqual([...Object.keys(CORRUPT), "dir@entry.json"].sort());
     expect(leftoversRemoved.sort()).toEqual([...LEFTOVERS].sort());
-    const names = new Set(await readdir(directory));
+    const names = new Set(await filesIn(directory));
     for (const name of LEFTOVERS) expect(names.has(name)).toBe(false);
     for (const [name, { contents, mtimeMs }] of before) {
       const path = join(directory, name);

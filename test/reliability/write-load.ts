@@ -1,8 +1,9 @@
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { parseGroupFile } from "../../src/filestore/group-file.js";
-import { appEnvOfFileName, isLeftoverTempFile } from "../../src/filestore/naming.js";
+import { parseGroupFile } from "../../src/directory/group-file.js";
+import { idOfFileName, isLeftoverTempFile } from "../../src/directory/naming.js";
 import type { AppEnv } from "../../src/model.js";
+import { filesIn } from "../helpers.js";
 
 /**
  * Write load against a running service, and a ledger of what its answers
@@ -167,12 +168,12 @@ export async function readDirectoryState(directory: string): Promise<DirectorySt
   const groups = new Map<string, readonly string[]>();
   const leftovers: string[] = [];
   const problems: string[] = [];
-  for (const name of await readdir(directory)) {
-    if (isLeftoverTempFile(name)) {
+  for (const name of await filesIn(directory)) {
+    if (isLeftoverTempFile("targets", name)) {
       leftovers.push(name);
       continue;
     }
-    const appEnv = appEnvOfFileName(name);
+    const appEnv = idOfFileName("targets", name);
     if (appEnv === undefined) {
       problems.push(`unexpected file ${name}`);
       continue;

@@ -9,8 +9,8 @@ import { startTestService, type TestService } from "../helpers.js";
  */
 const fault = vi.hoisted(() => ({ armed: false }));
 
-vi.mock("../../src/filestore/directory-sync.js", async (importOriginal) => {
-  const actual = await importOriginal<typeof import("../../src/filestore/directory-sync.js")>();
+vi.mock("../../src/directory/directory-sync.js", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/directory/directory-sync.js")>();
   class FailingWhenArmed extends actual.DirectorySync {
     override sync(): Promise<void> {
       if (fault.armed) return Promise.reject(Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO" }));

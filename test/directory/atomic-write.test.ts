@@ -2,8 +2,8 @@ import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { NO_DEADLINES } from "../../src/model.js";
-import { temporaryPathFor, writeFileAtomically } from "../../src/filestore/atomic-write.js";
-import { isLeftoverTempFile } from "../../src/filestore/naming.js";
+import { temporaryPathFor, writeFileAtomically } from "../../src/directory/atomic-write.js";
+import { isLeftoverTempFile } from "../../src/directory/naming.js";
 import { FileStore } from "../../src/filestore/store.js";
 import { makeTempDir, removeDir, silentLogger } from "../helpers.js";
 
@@ -41,7 +41,7 @@ describe("atomic write", () => {
     const umask = process.umask(0o077);
     try {
       const store = await FileStore.open({ directory, logger: silentLogger });
-      await store.update({ application: "billing", environment: "prod" }, () => ({ group: { targets: ["a:1"], labels: {} }, expires: NO_DEADLINES }));
+      await store.update({ kind: "targets", application: "billing", environment: "prod" }, () => ({ group: { targets: ["a:1"], labels: {} }, expires: NO_DEADLINES }));
       expect((await stat(join(directory, "billing@prod.json"))).mode & 0o777).toBe(0o644);
     } finally {
       process.umask(umask);
@@ -68,7 +68,7 @@ describe("atomic write", () => {
     for (let attempt = 0; attempt < 100; attempt++) {
       const name = basename(temporaryPathFor("/srv/file_sd/billing@prod.json"));
       expect(name.endsWith(".json")).toBe(false);
-      expect(isLeftoverTempFile(name)).toBe(true);
+      expect(isLeftoverTempFile("targets", name)).toBe(true);
     }
   });
 });
