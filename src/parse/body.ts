@@ -1,7 +1,7 @@
 import yaml from "js-yaml";
 import { RuleError } from "../errors.js";
-import type { Change, Labels } from "../model.js";
-import { requestLabelNameProblem, targetProblem } from "./values.js";
+import type { Change, Kind, Labels } from "../model.js";
+import { requestLabelNameProblem, targetProblemOf } from "./values.js";
 
 export type BodyFormat = "json" | "yaml" | "form";
 
@@ -33,19 +33,22 @@ export function unsupportedMediaType(contentType: string | undefined): RuleError
   );
 }
 
-/** Bytes (already decoded as UTF-8) plus their format → the targets and labels they carry. */
-export function parseBody(text: string, format: BodyFormat): Change {
+/**
+ * Bytes (already decoded as UTF-8) plus their format → the targets and labels they carry,
+ * checked against the grammar of the group's kind.
+ */
+export function parseBody(text: string, format: BodyFormat, kind: Kind = "targets"): Change {
   if (text.includes("\uFFFD")) {
     throw new RuleError(400, "the body is not valid UTF-8");
   }
   if (text.length === 0) return {};
   switch (format) {
     case "json":
-      return checkValues(fromDocument(parseJson(text), format));
+      return checkValues(fromDocument(parseJson(text), format), kind);
     case "yaml":
-      return checkValues(fromDocument(parseYaml(text), format));
+      return checkValues(fromDocument(parseYaml(text), format), kind);
     case "form":
-      return checkValues(parseForm(text));
+      return checkValues(parseForm(text, kind), kind);
   }
 }
 
@@ -130,8 +133,13 @@ function labelMapping(value: unknown, format: "json" | "yaml"): Labels {
   return value as Labels;
 }
 
-/** Form bodies: `targets` comma-separated or repeated; every other key is a label. */
-function parseForm(text: string): Change {
+/**
+ * Form bodies: `targets` comma-separated or repeated; every other key is a label. A URL may
+ * hold commas (`?ids=1,2`), so in a probe group's form a `targets` field that starts with a
+ * scheme (`https://`) is one URL, commas and all; several URLs are several fields. Two URLs
+ * in one field are refused rather than taken for one URL with a comma in it.
+ */
+function parseForm(text: string, kind: Kind): Change {
   const targets: string[] = [];
   let sawTargets = false;
   const labels = new Map<string, string>();
@@ -141,6 +149,17 @@ function parseForm(text: string): Change {
     }
     if (key === "targets") {
       sawTargets = true;
+      if (kind === "probes" && /^\s*[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value)) {
+        if (/,\s*[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value)) {
+          throw new RuleError(
+            400,
+            `"targets" holds more than one URL in ${JSON.stringify(value)}: in a form, a field that starts with a URL is one URL ` +
+              "(commas included); give each URL its own field (-d targets=URL1 -d targets=URL2), or send JSON or YAML",
+          );
+        }
+        targets.push(value.trim());
+        continue;
+      }
       for (const item of value.split(",").map((part) => part.trim())) {
         if (item === "") {
           throw new RuleError(400, `"targets" has an empty item in ${JSON.stringify(value)}: remove the extra comma`);
@@ -160,12 +179,18 @@ function parseForm(text: string): Change {
   return change;
 }
 
-/** The grammar of SPEC §4, shared by every format. */
-function checkValues(change: Change): Change {
+/** The grammar of the group's kind, shared by every format. */
+function checkValues(change: Change, kind: Kind): Change {
+  const problemOf = targetProblemOf(kind);
   for (const target of change.targets ?? []) {
-    const problem = targetProblem(target);
+    const problem = problemOf(target);
     if (problem !== undefined) {
-      throw new RuleError(400, `target ${JSON.stringify(target)} is not host or host:port: ${problem}`);
+      throw new RuleError(
+        400,
+        kind === "probes"
+          ? `probe target ${JSON.stringify(target)} is not an http(s) URL or host[:port]: ${problem}`
+          : `target ${JSON.stringify(target)} is not host or host:port: ${problem}`,
+      );
     }
   }
   for (const [name, value] of Object.entries(change.labels ?? {})) {

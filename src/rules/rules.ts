@@ -1,5 +1,5 @@
 import { RuleError } from "../errors.js";
-import { own, type AppEnv, type Change, type Labels, type TargetGroup } from "../model.js";
+import { own, type AppEnv, type Change, type Kind, type Labels, type TargetGroup } from "../model.js";
 
 /**
  * SPEC §6 as pure functions: (current group, request) → new group, or a RuleError
@@ -8,6 +8,12 @@ import { own, type AppEnv, type Change, type Labels, type TargetGroup } from "..
  */
 
 const DEFAULT_LABELS = ["job", "env"] as const;
+
+/**
+ * What the rules address: an application/environment and, for a probe group, its kind. The
+ * rules are the same for both kinds; only the messages say which group they mean.
+ */
+export type Addressed = AppEnv & { readonly kind?: Kind };
 
 /** `job` and `env` first (defaulting to application and environment), then the rest in order. */
 export function withDefaults(labels: Labels, { application, environment }: AppEnv): Labels {
@@ -19,8 +25,8 @@ export function withDefaults(labels: Labels, { application, environment }: AppEn
   ]);
 }
 
-function describe({ application, environment }: AppEnv): string {
-  return `${application}/${environment}`;
+function describe({ application, environment, kind }: Addressed): string {
+  return kind === "probes" ? `the probes of ${application}/${environment}` : `${application}/${environment}`;
 }
 
 function requireSomething(method: string, change: Change): void {
@@ -40,7 +46,7 @@ function requireDistinctTargets(method: string, targets: readonly string[]): voi
   }
 }
 
-function requireTargetsToCreate(method: string, appEnv: AppEnv): never {
+function requireTargetsToCreate(method: string, appEnv: Addressed): never {
   throw new RuleError(
     400,
     `nothing is registered for ${describe(appEnv)} yet: a ${method} that creates it needs "targets"`,
@@ -52,7 +58,7 @@ function quoteList(items: readonly string[]): string {
 }
 
 /** PUT replaces the parts it names. */
-export function applyPut(current: TargetGroup | undefined, change: Change, appEnv: AppEnv): TargetGroup {
+export function applyPut(current: TargetGroup | undefined, change: Change, appEnv: Addressed): TargetGroup {
   requireSomething("PUT", change);
   if (change.targets !== undefined) requireDistinctTargets("PUT", change.targets);
   if (current === undefined && change.targets === undefined) requireTargetsToCreate("PUT", appEnv);
@@ -63,7 +69,7 @@ export function applyPut(current: TargetGroup | undefined, change: Change, appEn
 }
 
 /** POST adds targets and adds or replaces labels; it never replaces a target. */
-export function applyPost(current: TargetGroup | undefined, change: Change, appEnv: AppEnv): TargetGroup {
+export function applyPost(current: TargetGroup | undefined, change: Change, appEnv: Addressed): TargetGroup {
   requireSomething("POST", change);
   if (current === undefined && change.targets === undefined) requireTargetsToCreate("POST", appEnv);
 
@@ -100,7 +106,7 @@ export function applyPost(current: TargetGroup | undefined, change: Change, appE
  * DELETE removes the named targets and labels, or the whole group when the body
  * names neither, or when it removes every target and every label but job and env.
  */
-export function applyDelete(current: TargetGroup | undefined, change: Change, appEnv: AppEnv): TargetGroup | null {
+export function applyDelete(current: TargetGroup | undefined, change: Change, appEnv: Addressed): TargetGroup | null {
   if (current === undefined) {
     throw new RuleError(404, `nothing is registered for ${describe(appEnv)}`);
   }

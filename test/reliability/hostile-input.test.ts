@@ -360,7 +360,7 @@ async function directoryProblems(parent: string, directory: string, url: string)
     const text = await readFile(path, "utf8");
     try {
       const list: unknown = JSON.parse(text);
-      if (!Array.isArray(list) || list.length !== 1 || parseGroupFile(text) === undefined) {
+      if (!Array.isArray(list) || list.length !== 1 || parseGroupFile(text, "targets") === undefined) {
         problems.push(`${name} does not hold exactly one group`);
       }
       const [application, environment] = name.slice(0, -".json".length).split("@") as [string, string];

@@ -75,8 +75,8 @@ describe("which group a Prometheus target comes from", () => {
     });
     expect([...index.active.keys()]).toEqual(["app@env"]);
     expect(index.active.get("app@env")?.get("a:1")).toEqual([
-      { health: "up", lastError: "", lastScrape: "2026-01-01T00:00:00Z", scrapeUrl: "http://a:1/metrics" },
-      { health: "unknown", lastError: "", lastScrape: undefined, scrapeUrl: "http://a:1/metrics" },
+      { health: "up", lastError: "", lastScrape: "2026-01-01T00:00:00Z", scrapeUrl: "http://a:1/metrics", series: "[]" },
+      { health: "unknown", lastError: "", lastScrape: undefined, scrapeUrl: "http://a:1/metrics", series: "[]" },
     ]);
     expect([...(index.dropped.get("app@env") ?? [])]).toEqual(["c:1"]);
   });
