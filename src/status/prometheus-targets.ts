@@ -226,7 +226,7 @@ export function indexTargets(answer: TargetsAnswer): TargetsIndex {
     const series = seriesKeyOf(target.labels ?? {});
     targetsPerSeries.set(series, (targetsPerSeries.get(series) ?? 0) + 1);
     const key = groupKeyOf(target.discoveredLabels ?? {});
-    const address = own(target.discoveredLabels ?? {}, "__address__");
+    const address = key?.startsWith("probes/") === true ? (probedOf(target.scrapeUrl) ?? own(target.discoveredLabels ?? {}, "__address__")) : own(target.discoveredLabels ?? {}, "__address__");
     if (key === undefined || address === undefined) continue;
     const byAddress = active.get(key) ?? new Map<string, SeenTarget[]>();
     active.set(key, byAddress);
@@ -250,6 +250,22 @@ export function indexTargets(answer: TargetsAnswer): TargetsIndex {
     addresses.add(address);
   }
   return { active, dropped, targetsPerSeries };
+}
+
+/**
+ * What a probe target asks blackbox_exporter to probe: the `target` parameter of its scrape
+ * URL, which the job's relabelling sets from the registered URL or host. Read from there rather
+ * than from the discovered `__address__`: Prometheus 2.42 (Debian 12's) has been seen to list
+ * an active target's discovered labels as they were after relabelling, `__address__` the
+ * exporter's, and the scrape URL is what is really probed.
+ */
+function probedOf(scrapeUrl: string | undefined): string | undefined {
+  if (scrapeUrl === undefined) return undefined;
+  try {
+    return new URL(scrapeUrl).searchParams.get("target") ?? undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A set of labels as one string, the same whatever the order; `__name__` and every `__` label left out. */
