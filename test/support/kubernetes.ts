@@ -165,6 +165,7 @@ interface ContainerSpec {
 
 interface PodTemplate {
   securityContext?: { fsGroup?: number };
+  initContainers?: ContainerSpec[];
   containers: ContainerSpec[];
   volumes?: { name: string; persistentVolumeClaim?: { claimName: string }; configMap?: { name?: string } }[];
 }
@@ -198,10 +199,16 @@ export async function forKubePlay(
           throw new Error(`volume ${volume.name} claims ${volume.persistentVolumeClaim.claimName}, which contrib/kubernetes does not define`);
         }
         volume.persistentVolumeClaim.claimName += options.suffix;
-        const mountedBy = pod.containers.filter((container) => (container.volumeMounts ?? []).some((mount) => mount.name === volume.name));
+        const mountedBy = [...(pod.initContainers ?? []), ...pod.containers].filter((container) => (container.volumeMounts ?? []).some((mount) => mount.name === volume.name));
         claims.push({ name: volume.persistentVolumeClaim.claimName, shared: mountedBy.length > 1 });
       }
       if (volume.configMap?.name !== undefined) volume.configMap.name += options.suffix;
+    }
+    for (const container of pod.initContainers ?? []) {
+      const image = options.images.get(container.name);
+      if (image === undefined) throw new Error(`no test image for init container ${container.name}; map it in the test`);
+      container.image = image;
+      container.imagePullPolicy = "Never";
     }
     for (const container of pod.containers) {
       const image = options.images.get(container.name);
