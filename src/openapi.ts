@@ -528,6 +528,7 @@ export const OPENAPI: OpenApiDocument = {
                         description: "`down`: Prometheus' lastError (a probe: why it failed, or why blackbox_exporter could not be scraped); `unreachable`: why it did not answer.",
                       },
                       scrapeUrl: { type: "string", example: "http://host1:9100/metrics" },
+                      debugUrl: { type: "string", description: "A failed probe: the scrape URL with debug=true, blackbox_exporter's account of the probe." },
                       probe: {
                         type: "object",
                         description: "A probe's last result, once blackbox_exporter reported one.",

@@ -190,6 +190,7 @@ function serverHealth(server) {
   if (server.error !== undefined) health.error = server.error;
   if (server.scrapeUrl) health.scrapeUrl = server.scrapeUrl;
   if (server.probe !== undefined) health.probe = server.probe;
+  if (server.debugUrl !== undefined) health.debugUrl = server.debugUrl;
   return health;
 }
 

@@ -239,7 +239,7 @@ export function shortName(url) {
  * `page`: {
  *   groups: [{ application, environment, labels: Map, changedAt: ISO,
  *              targets: [{ target, deadline: ISO | undefined, servers: Map<prometheus URL,
- *                          { health, error?, scrapeUrl?, probe? }> }] }],
+ *                          { health, error?, scrapeUrl?, probe?, debugUrl? }> }] }],
  *   probes: the probe groups, the same shape; a server's `probe` is blackbox_exporter's last
  *           result, { success?, durationSeconds?, httpStatusCode? },
  *   prometheus: [{ url, publicUrl, answer: { kind: "live" | "stale" | "none" | "failed", at?, error? } }],
@@ -331,7 +331,7 @@ function probesSection(page, probing, filtered) {
     h("h2", { id: "probes-heading" }, "Probes"),
     h(
       "p",
-      { id: "probe-summary", "aria-live": "polite" },
+      { id: "probe-summary", "aria-live": "polite", hidden: groups.length === 0 },
       `${groups.length} ${groups.length === 1 ? "group" : "groups"}, ${probing.targets} ${probing.targets === 1 ? "probe" : "probes"} (blackbox_exporter)`,
       page.health
         ? COUNTED.filter((health) => probing.counts.get(health) > 0).map((health) => [" · ", h("span", { class: "count", "data-health": health }, h("span", { class: "dot" }), `${probing.counts.get(health)} ${health}`)])
@@ -454,7 +454,15 @@ function targetItem(group, target, shown, { many, publicUrls, now, kind }) {
     // Only a scrape's (or probe's) own error: why a Prometheus did not answer is said once, in the sources line.
     servers
       .filter(([, server]) => server.health === "down" && server.error)
-      .map(([prometheus, server]) => h("p", { class: "error" }, many ? `${shortName(publicUrls.get(prometheus) ?? prometheus)}: ${server.error}` : server.error)),
+      .map(([prometheus, server]) => {
+        const debug = server.debugUrl === undefined ? undefined : webUrl(server.debugUrl);
+        return h(
+          "p",
+          { class: "error" },
+          many ? `${shortName(publicUrls.get(prometheus) ?? prometheus)}: ${server.error}` : server.error,
+          debug === undefined ? "" : [" (", h("a", { class: "debug", href: debug.href, title: `blackbox_exporter's log of this probe: ${debug.href}` }, "the exporter's log of it"), ")"],
+        );
+      }),
   );
 }
 
@@ -462,6 +470,7 @@ function targetItem(group, target, shown, { many, publicUrls, now, kind }) {
 export function probeResultText(probe) {
   const parts = [];
   if (probe.httpStatusCode !== undefined) parts.push(probe.httpStatusCode === 0 ? "no HTTP answer" : `HTTP ${probe.httpStatusCode}`);
-  if (probe.durationSeconds !== undefined) parts.push(probe.durationSeconds < 1 ? `${Math.round(probe.durationSeconds * 1000)} ms` : `${probe.durationSeconds.toFixed(2)} s`);
+  const seconds = probe.durationSeconds;
+  if (seconds !== undefined) parts.push(seconds < 0.0005 ? "<1 ms" : seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(2)} s`);
   return parts.join(" · ");
 }

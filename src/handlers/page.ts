@@ -44,7 +44,7 @@ export interface Listing {
 // ui/view.js is the browser's module too (no build step), so it is plain JavaScript, loaded
 // here at run time from ui/ beside src/ and dist/ (the image copies ui/, see Dockerfile).
 // These are the shapes it works with (its header comment says the same).
-type ServerHealthView = { readonly health: Health; readonly error?: string; readonly scrapeUrl?: string; readonly probe?: ProbeResult };
+type ServerHealthView = { readonly health: Health; readonly error?: string; readonly scrapeUrl?: string; readonly probe?: ProbeResult; readonly debugUrl?: string };
 interface TargetView {
   readonly target: string;
   readonly deadline: string | undefined;
@@ -181,6 +181,7 @@ function groupViews(entries: readonly Entry[], statuses: readonly GroupStatus[] 
                 ...(server.error === undefined ? {} : { error: server.error }),
                 ...(server.scrapeUrl ? { scrapeUrl: server.scrapeUrl } : {}),
                 ...(server.probe === undefined ? {} : { probe: server.probe }),
+                ...(server.debugUrl === undefined ? {} : { debugUrl: server.debugUrl }),
               },
             ]),
           ),

@@ -33,6 +33,8 @@ export interface ServerHealth {
   readonly scrapeUrl?: string;
   /** Probes only, once blackbox_exporter reported: probe_success, probe_duration_seconds, probe_http_status_code. */
   readonly probe?: ProbeResult;
+  /** A failed probe: the exporter's own account of it (`debug=true` on what Prometheus asks it). */
+  readonly debugUrl?: string;
 }
 
 export interface TargetStatus {
@@ -278,7 +280,8 @@ function probeOn(seen: Seen, key: string, target: string): ServerHealth {
     const probe = probes.results.get(scrape.series);
     // Scraped, but the query's answer is older than the first scrape: soon.
     if (probe?.success === undefined) return { ...base, health: "unknown" };
-    return probe.success ? { ...base, health: "up", probe } : { ...base, health: "down", probe, error: probeFailure(probe, scrape.scrapeUrl) };
+    if (probe.success) return { ...base, health: "up", probe };
+    return { ...base, health: "down", probe, error: probeFailure(probe), ...(scrape.scrapeUrl === "" ? {} : { debugUrl: debugUrlOf(scrape.scrapeUrl) }) };
   });
   return healths.reduce((worst, health) => (PROBE_RANK.indexOf(health.health) < PROBE_RANK.indexOf(worst.health) ? health : worst));
 }
@@ -286,16 +289,16 @@ function probeOn(seen: Seen, key: string, target: string): ServerHealth {
 /** Worst first, for a probe listed in several jobs. */
 const PROBE_RANK: readonly Health[] = ["down", "unreachable", "unknown", "up"];
 
-/** What a failed probe's series say about why; blackbox_exporter's debug output says the rest. */
-function probeFailure(probe: ProbeResult, scrapeUrl: string): string {
+/** What a failed probe's series say about why; blackbox_exporter's debug output (debugUrl) says the rest. */
+function probeFailure(probe: ProbeResult): string {
   const code = probe.httpStatusCode;
-  const what =
-    code === undefined
-      ? "the probe failed"
-      : code === 0
-        ? "the probe failed: no HTTP answer (connection refused, DNS, TLS or timeout)"
-        : `the probe failed: HTTP status ${code}`;
-  return scrapeUrl === "" ? what : `${what}; blackbox_exporter's log of it: ${scrapeUrl}${scrapeUrl.includes("?") ? "&" : "?"}debug=true`;
+  if (code === undefined) return "the probe failed";
+  return code === 0 ? "the probe failed: no HTTP answer (connection refused, DNS, TLS or timeout)" : `the probe failed: HTTP status ${code}`;
+}
+
+/** The probe again, with blackbox_exporter's step-by-step log of it instead of its metrics. */
+function debugUrlOf(scrapeUrl: string): string {
+  return `${scrapeUrl}${scrapeUrl.includes("?") ? "&" : "?"}debug=true`;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
