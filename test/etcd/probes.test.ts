@@ -1,9 +1,14 @@
+import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, filesIn, startTestService, type TestService } from "../helpers.js";
+import { serializeGroup } from "../../src/directory/group-file.js";
+import { eventually, filesIn, makeTempDir, removeDir, startTestService, type TestService } from "../helpers.js";
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
+
+const IMPORT_SCRIPT = fileURLToPath(new URL("../../dist/import.js", import.meta.url));
 
 /**
  * Probe groups in etcd mode, on a real three-member cluster: one registry, two instances, each
@@ -60,6 +65,43 @@ describe("probes across instances sharing one etcd", () => {
     expect((await b.request("DELETE", "/billing/prod/probes")).status).toBe(200);
     await eventually(async () => (await filesIn(a.directory)).length === 0 && (await filesIn(b.directory)).length === 0, 1000, "both probes/ files to go");
     expect((await a.request("GET", "/-/http_sd?kind=probes")).body).toEqual([]);
+  });
+
+  it("GROUP_SELECTOR decides which instances write a probe group's file and serve it at /-/http_sd?kind=probes", async () => {
+    const eu = await startTestService({ env: { ETCD_ENDPOINTS: cluster.endpoints.join(","), ETCD_PREFIX: prefix, GROUP_SELECTOR: '{region="eu"}' } });
+    try {
+      expect((await a.request("PUT", "/search/prod/probes", { body: "targets=https://search.example.com/&region=us" })).status).toBe(200);
+      expect((await a.request("PUT", "/search/eu/probes", { body: "targets=https://search.example.eu/&region=eu" })).status).toBe(200);
+      await eventually(async () => (await filesIn(eu.directory)).join() === "probes/search@eu.json", 2000, "the eu instance's share");
+      const served = (await eu.request("GET", "/-/http_sd?kind=probes")).body as { targets: string[] }[];
+      expect(served.map((group) => group.targets)).toEqual([["https://search.example.eu/"]]);
+      // Its API still serves and changes every group.
+      expect((await eu.request("GET", "/search/prod/probes")).body).toEqual([{ targets: ["https://search.example.com/"], labels: { job: "search", env: "prod", region: "us" } }]);
+      for (const path of ["/search/prod/probes", "/search/eu/probes"]) expect((await eu.request("DELETE", path)).status).toBe(200);
+    } finally {
+      await eu.close();
+    }
+  });
+
+  it("the import copies a directory's probes/ into etcd, and every instance writes them", async () => {
+    const directory = await makeTempDir("probes-import-");
+    try {
+      await mkdir(join(directory, "probes"));
+      const group = { targets: ["https://imported.example.com/health?x=1,2", "imported.example.com:22"], labels: { job: "imported", env: "prod", __param_module: "http_2xx" } };
+      await writeFile(join(directory, "probes", "imported@prod.json"), serializeGroup(group));
+      const result = await new Promise<{ code: number; stdout: string }>((resolve) => {
+        execFile(process.execPath, [IMPORT_SCRIPT, directory], { env: { ...process.env, ETCD_ENDPOINTS: cluster.endpoints.join(","), ETCD_PREFIX: prefix }, timeout: 30_000 }, (error, stdout) =>
+          resolve({ code: error === null ? 0 : 1, stdout }),
+        );
+      });
+      expect(result.stdout).toMatch(/^imported +probes\/imported@prod\.json$/m);
+      expect(result.code).toBe(0);
+      expect(JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${prefix}probes/imported@prod`]))).toEqual([group]);
+      await eventually(async () => JSON.stringify(await b.fileOf("imported", "prod", "probes")) === JSON.stringify([group]), 2000, "b's probes/ file");
+      expect((await a.request("DELETE", "/imported/prod/probes")).status).toBe(200);
+    } finally {
+      await removeDir(directory);
+    }
   });
 
   it("?ttl= on a probe expires it from both instances' folders", async () => {
