@@ -4,11 +4,13 @@ import { META_LABELS } from "../handlers/http-sd.js";
 import { keyOf, own } from "../model.js";
 
 /**
- * What one Prometheus says about its targets (`/api/v1/targets?state=any`),
- * asked at most once a second however many callers wait: every caller within
+ * What one Prometheus says about its targets (`/api/v1/targets?state=any`) and,
+ * for the probes, about blackbox_exporter's results (`/api/v1/query`, PROBE_QUERY),
+ * each asked at most once a second however many callers wait: every caller within
  * `maxAgeMs` of the last answer gets that answer, and callers that arrive while
  * a request is on its way share it. A hundred deploy pipelines waiting at once
- * cost each Prometheus one request a second.
+ * cost each Prometheus one request a second to each API (the query API only
+ * while someone asks about probes).
  */
 
 /** One target as this service cares about it: which group and address it came from, and how its scrapes go. */
