@@ -201,6 +201,30 @@ describe("probes through blackbox_exporter and Prometheus, as docs/probes.md set
   );
 
   it(
+    "fifty deploys waiting on probes cost Prometheus about one query a second, and one look a second at its targets",
+    async () => {
+      const handled = async (handler: string): Promise<number> => {
+        let sum = 0;
+        for (const line of (await (await fetch(`${prometheus.url}/metrics`)).text()).split("\n")) {
+          if (line.startsWith("prometheus_http_requests_total{") && line.includes(`handler="${handler}"`)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+        }
+        return sum;
+      };
+      const before = await Promise.all([handled("/api/v1/query"), handled("/api/v1/targets")]);
+      const answers = await Promise.all(Array.from({ length: 50 }, () => sd.request("GET", "/billing/broken/probes/status?wait=3s")));
+      expect(answers.map((answer) => answer.status)).toEqual(Array(50).fill(503));
+      const after = await Promise.all([handled("/api/v1/query"), handled("/api/v1/targets")]);
+      const [queries, targets] = after.map((count, i) => count - (before[i] ?? 0)) as [number, number];
+      measured.push(`50 clients waiting 3 s on probes: ${queries} /api/v1/query and ${targets} /api/v1/targets requests`);
+      for (const count of [queries, targets]) {
+        expect(count).toBeGreaterThanOrEqual(2);
+        expect(count).toBeLessThanOrEqual(5);
+      }
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
     "another application's probes never count for this group's status",
     async () => {
       expect((await sd.request("PUT", "/search/prod/probes", { body: { targets: [failUrl, okUrl] } })).status).toBe(200);
