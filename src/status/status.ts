@@ -267,7 +267,9 @@ function probeOn(seen: Seen, key: string, target: string): ServerHealth {
       return { ...base, health: "down", error: `blackbox_exporter could not be scraped, so there is no probe result: ${scrape.lastError}` };
     }
     if (scrape.health === "unknown") return { ...base, health: "unknown" };
-    if (probes === undefined || !probes.ok) return { ...base, health: "unreachable", error: probes?.error ?? "no answer from the query API yet" };
+    // The page's bounded wait may have no answer of the query API yet: no result to show, not a failure.
+    if (probes === undefined) return { ...base, health: "unknown" };
+    if (!probes.ok) return { ...base, health: "unreachable", error: probes.error };
     if (snapshot.ok && (snapshot.index.targetsPerSeries.get(scrape.series) ?? 0) > 1) {
       return {
         ...base,
