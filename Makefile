@@ -45,10 +45,12 @@ dist/main.js: node_modules/.package-lock.json tsconfig.json tsconfig.build.json 
 build: dist/main.js ## compile TypeScript to dist/
 
 # Readable log lines through pino-pretty; `npm start` and the image keep pino's JSON. The shell
-# execs node, so the SIGTERM make passes on reaches node itself; pino-pretty ignores SIGINT and
-# SIGTERM and ends when node closes its stdout, so the lines of the drain are still shown.
+# execs node, so Ctrl-C or a SIGTERM to the group reaches node itself. pino-pretty runs in a
+# session of its own, so the signal does not reach it (a `trap ''` would not do: node resets
+# inherited signal dispositions at start), and it ends when node closes its stdout: the lines of
+# the drain are still shown.
 run: build ## serve on 127.0.0.1:12345 writing to ./file_sd (override with BIND, FILE_SD_DIRECTORY); readable logs
-	exec node dist/main.js > >(trap '' INT TERM; exec node_modules/.bin/pino-pretty)
+	exec node dist/main.js > >(exec setsid node_modules/.bin/pino-pretty)
 
 typecheck: install ## type-check src, test and bench
 	$(NPM) run typecheck

@@ -50,14 +50,22 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "stopping: finishing requests and writes in flight");
+    // The exit must not depend on the log: with stdout gone (a log reader that ended first),
+    // a write that throws here would leave the process running after its drain.
     running.close().then(
       () => {
-        logger.info("stopped");
-        process.exit(0);
+        try {
+          logger.info("stopped");
+        } finally {
+          process.exit(0);
+        }
       },
       (error: unknown) => {
-        logger.fatal({ err: error }, "could not stop cleanly");
-        process.exit(COULD_NOT_START);
+        try {
+          logger.fatal({ err: error }, "could not stop cleanly");
+        } finally {
+          process.exit(COULD_NOT_START);
+        }
       },
     );
   };
