@@ -24,7 +24,7 @@ function notConfigured(ctx: Context): void {
   ctx.body = {
     message:
       "the status needs to know which Prometheus to ask: start the service with " +
-      "PROMETHEUS_URL=http://prometheus:9090 (comma-separated for several; see docs/api.md, "Is it scraped?")",
+      "PROMETHEUS_URL=http://prometheus:9090 (comma-separated for several; see docs/api.md, Is it scraped?)",
   };
 }
 
