@@ -1,17 +1,27 @@
 import { pino } from "pino";
-import { ConfigError, loadConfig } from "./config.js";
+import { PolicyError } from "./auth/policy.js";
+import { checkConfiguredFiles, ConfigError, loadConfig } from "./config.js";
 import { StoreError } from "./errors.js";
 import { startService } from "./server.js";
+
+/**
+ * Exit statuses (docs/operations.md, "Exit codes"): 0 stopped by a signal, 1 could not start
+ * or stop for a reason a restart may fix, 2 a setting a person must change. The systemd unit
+ * restarts after 1 and not after 2 (RestartPreventExitStatus=2).
+ */
+const COULD_NOT_START = 1;
+const CONFIGURATION_ERROR = 2;
 
 /** Process concerns: read the environment, start, and stop cleanly on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig(process.env);
+    await checkConfiguredFiles(config);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     pino().fatal(error.message);
-    process.exit(2);
+    process.exit(CONFIGURATION_ERROR);
   }
   const logger = pino({ level: config.logLevel });
 
@@ -29,9 +39,9 @@ async function main(): Promise<void> {
   try {
     service = await startService(config, logger);
   } catch (error) {
-    const message = error instanceof StoreError ? error.message : `could not start: ${(error as Error).message}`;
+    const message = error instanceof StoreError || error instanceof PolicyError ? error.message : `could not start: ${(error as Error).message}`;
     logger.fatal({ err: error }, message);
-    process.exit(1);
+    process.exit(isConfigurationError(error) ? CONFIGURATION_ERROR : COULD_NOT_START);
   }
   const running = service;
 
@@ -40,14 +50,22 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "stopping: finishing requests and writes in flight");
+    // The exit must not depend on the log: with stdout gone (a log reader that ended first),
+    // a write that throws here would leave the process running after its drain.
     running.close().then(
       () => {
-        logger.info("stopped");
-        process.exit(0);
+        try {
+          logger.info("stopped");
+        } finally {
+          process.exit(0);
+        }
       },
       (error: unknown) => {
-        logger.fatal({ err: error }, "could not stop cleanly");
-        process.exit(1);
+        try {
+          logger.fatal({ err: error }, "could not stop cleanly");
+        } finally {
+          process.exit(COULD_NOT_START);
+        }
       },
     );
   };
@@ -55,6 +73,17 @@ async function main(): Promise<void> {
   // the default action and kill the process before the writes in flight land.
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+}
+
+/**
+ * What startService throws that a person must fix although the files were fine a moment ago:
+ * a tokens file changed into an invalid one since checkConfiguredFiles, or a BIND port this user
+ * may not open (below 1024 without the capability). A port in use is 1: the process holding it
+ * may be on its way out.
+ */
+function isConfigurationError(error: unknown): boolean {
+  const { code, syscall } = error as NodeJS.ErrnoException;
+  return error instanceof PolicyError || (code === "EACCES" && syscall === "listen");
 }
 
 await main();

@@ -144,7 +144,7 @@ async function deadlinesBeside(directory: string, name: string): Promise<{ deadl
  * (and `gc` when the group's key is absent) and writes the group and its
  * deadlines. A key holding `[]` (a deleted group) is free.
  */
-async function importOne(
+export async function importOne(
   namespace: Namespace,
   config: EtcdConfig,
   key: string,

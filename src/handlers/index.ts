@@ -13,7 +13,7 @@ export interface IndexLine {
   readonly labels: Labels;
   /** When the file last changed: our own write, or the file's mtime when loaded or changed from outside. */
   readonly changedAt: string;
-  /** The deadline of each expiring target (SPEC §10); absent when every target is permanent. */
+  /** The deadline of each expiring target (docs/api.md); absent when every target is permanent. */
   readonly expires?: Readonly<Record<string, string>>;
 }
 

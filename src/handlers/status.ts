@@ -7,7 +7,7 @@ import { parseDuration } from "../parse/duration.js";
 import type { Registry, StatusService } from "../status/status.js";
 import { selectedEntries } from "./group-filter.js";
 
-/** Koa glue for SPEC §12: `/<application>/<environment>/status` and `/-/status`. */
+/** Koa glue for docs/api.md: `/<application>/<environment>/status` and `/-/status`. */
 
 export const MAX_WAIT_MS = 10 * 60_000;
 const WAIT_FORM = "a Prometheus duration such as 30s, 2m or 1m30s, at most 10m";
@@ -24,7 +24,7 @@ function notConfigured(ctx: Context): void {
   ctx.body = {
     message:
       "the status needs to know which Prometheus to ask: start the service with " +
-      "PROMETHEUS_URL=http://prometheus:9090 (comma-separated for several; see README, Is it scraped?)",
+      "PROMETHEUS_URL=http://prometheus:9090 (comma-separated for several; see docs/api.md, Is it scraped?)",
   };
 }
 

@@ -160,7 +160,7 @@ function parseForm(text: string): Change {
   return change;
 }
 
-/** The grammar of SPEC §4, shared by every format. */
+/** The grammar of docs/api.md, shared by every format. */
 function checkValues(change: Change): Change {
   for (const target of change.targets ?? []) {
     const problem = targetProblem(target);

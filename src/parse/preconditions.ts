@@ -1,8 +1,8 @@
 import { RuleError } from "../errors.js";
 
 /**
- * `If-Match` and `If-None-Match` of a write (SPEC §11), parsed: `*`, or the
- * entity-tags listed (RFC 9110 §13.1.1-2). A weak tag `W/"…"` is kept with its
+ * `If-Match` and `If-None-Match` of a write (docs/api.md), parsed: `*`, or the
+ * entity-tags listed (RFC 9110, sections 13.1.1-2). A weak tag `W/"…"` is kept with its
  * prefix: it can never match strongly, so it never satisfies If-Match.
  */
 export interface Preconditions {

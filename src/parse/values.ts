@@ -11,7 +11,7 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 /**
  * What the service appends to `<application>@<environment>` to name the files
- * of a pair (src/filestore/naming.ts): the group, and its deadlines. Each has
+ * of a pair (src/directory/naming.ts): the group, and its deadlines. Each has
  * a temporary twin while it is written, which adds `.<uint32>` (up to 11).
  */
 export const DERIVED_SUFFIXES = [".json", ".expires"] as const;

@@ -2,7 +2,7 @@ import { RuleError } from "../errors.js";
 import { own, type AppEnv, type Change, type Labels, type TargetGroup } from "../model.js";
 
 /**
- * SPEC §6 as pure functions: (current group, request) → new group, or a RuleError
+ * docs/api.md as pure functions: (current group, request) → new group, or a RuleError
  * with the message a curl user will see. No IO here; the file store applies the
  * result. `undefined` means nothing is registered; `null` means "delete the group".
  */

@@ -4,7 +4,7 @@ import type { Entry } from "../store.js";
 import { PrometheusTargets, type SeenTarget, type Snapshot } from "./prometheus-targets.js";
 
 /**
- * "Is my target scraped?": each registered target, as each Prometheus
+ * "Is my target scraped?" (docs/api.md): each registered target, as each Prometheus
  * in PROMETHEUS_URL sees it. Knows nothing of HTTP; src/handlers/status.ts answers.
  */
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startTestService, type TestService } from "../helpers.js";
 
-describe("request bodies over HTTP (SPEC §3)", () => {
+describe("request bodies over HTTP (docs/api.md)", () => {
   let sd: TestService;
   beforeAll(async () => {
     sd = await startTestService({ env: { MAX_BODY_BYTES: "4096" } });

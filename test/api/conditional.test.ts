@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { request, startTestService, type TestService } from "../helpers.js";
 
-/** SPEC §11 through a real listener, on the directory and (project api-on-etcd) on etcd. */
-describe("conditional writes: ETag, If-Match, If-None-Match (SPEC §11)", () => {
+/** docs/api.md through a real listener, on the directory and (project api-on-etcd) on etcd. */
+describe("conditional writes: ETag, If-Match, If-None-Match (docs/api.md)", () => {
   let sd: TestService;
   const path = "/cond/prod";
 

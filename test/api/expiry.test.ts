@@ -5,11 +5,11 @@ type Group = { targets: string[]; labels: Record<string, string> };
 type IndexLine = { application: string; environment: string; expires?: Record<string, string> };
 
 /**
- * SPEC §10 through a real listener, with real time and short TTLs, on the
+ * docs/api.md through a real listener, with real time and short TTLs, on the
  * directory and (project api-on-etcd) on etcd: an expired target leaves the
  * file, GET, `/` and `/-/http_sd` within 2 s of its deadline.
  */
-describe("registrations that expire (SPEC §10)", () => {
+describe("registrations that expire (docs/api.md)", () => {
   let sd: TestService;
   beforeAll(async () => {
     sd = await startTestService();
@@ -119,7 +119,7 @@ describe("registrations that expire (SPEC §10)", () => {
   }, 30_000);
 });
 
-describe("deadlines survive restarts (SPEC §10)", () => {
+describe("deadlines survive restarts (docs/api.md)", () => {
   let directory: string;
   let env: Record<string, string>;
   const started: TestService[] = [];

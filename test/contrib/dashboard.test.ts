@@ -44,7 +44,7 @@ const DATASOURCE = { type: "prometheus", uid: "${datasource}" };
 const BUILT_IN_PANELS = new Set(["row", "stat", "timeseries", "gauge", "bargauge", "table", "text", "heatmap"]);
 /** Series Prometheus makes itself for every scrape, not the service. */
 const SCRAPE_SERIES = new Set(["up"]);
-/** What the dashboard must show (SPEC, issue 12): requests, rejections, latencies, groups, targets, outside changes. */
+/** What the dashboard must show (issue 12): requests, rejections, latencies, groups, targets, outside changes. */
 const REQUIRED = [
   "file_sd_http_requests_total",
   "file_sd_http_request_duration_seconds_bucket",

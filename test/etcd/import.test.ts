@@ -18,7 +18,7 @@ function runImport(args: string[], env: Record<string, string>): Promise<{ code:
   });
 }
 
-/** The one-shot import from a file-mode directory into etcd (SPEC §9), as the built command. */
+/** The one-shot import from a file-mode directory into etcd (docs/etcd.md), as the built command. */
 describe("node dist/import.js", () => {
   let cluster: EtcdCluster;
   let directory: string;

@@ -9,7 +9,7 @@ import { AckLedger, readDirectoryState, readServedState, runWriters, seededRando
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 
 /**
- * SPEC §9 with a real three-member etcd cluster: several instances, each with
+ * docs/etcd.md with a real three-member etcd cluster: several instances, each with
  * its own directory, serve one registry.
  */
 describe("several instances, one registry in etcd", () => {

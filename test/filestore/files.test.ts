@@ -10,8 +10,8 @@ import { eventually, filesIn, makeTempDir, removeDir, silentLogger, startTestSer
 
 const run = promisify(execFile);
 
-/** SPEC §7, against a real directory. */
-describe("files (SPEC §7)", () => {
+/** docs/design.md, against a real directory. */
+describe("files (docs/design.md)", () => {
   const running: TestService[] = [];
   const start = async (directory?: string): Promise<TestService> => {
     const sd = await startTestService(directory === undefined ? {} : { directory });

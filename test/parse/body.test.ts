@@ -12,7 +12,7 @@ function refusal(text: string, format: BodyFormat): RuleError {
   throw new Error(`expected ${JSON.stringify(text)} to be refused`);
 }
 
-describe("content types (SPEC §3)", () => {
+describe("content types (docs/api.md)", () => {
   it.each([
     ["application/json", "json"],
     ["application/json; charset=utf-8", "json"],
