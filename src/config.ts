@@ -338,7 +338,8 @@ export async function checkConfiguredFiles(config: Config): Promise<void> {
     }
   }
   if (config.etcd !== undefined) await checkEtcdFiles(config.etcd);
-  await checkWritableDirectory("FILE_SD_DIRECTORY", config.fileSdDirectory);
+  // FILE_SD_DIRECTORY is checked by the service itself as it opens it (src/directory/directory.ts); main.ts
+  // tells its errors apart with isFixedByAPerson. The import commands, which write without it, call checkWritableDirectory.
 }
 
 /** etcd's CA, client certificate and key, and password file are readable (the import commands check them too). */
@@ -352,7 +353,7 @@ export async function checkEtcdFiles({ tls, auth }: EtcdConfig): Promise<void> {
 /** What a person fixes (a path, a permission, a read-only mount), as opposed to what passes by itself (ENOSPC, EIO). */
 const FIXED_BY_A_PERSON = new Set(["ENOENT", "EACCES", "EPERM", "EROFS", "ENOTDIR", "EISDIR", "EEXIST", "ELOOP", "ENAMETOOLONG"]);
 
-function isFixedByAPerson(error: unknown): boolean {
+export function isFixedByAPerson(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   return code !== undefined && FIXED_BY_A_PERSON.has(code);
 }

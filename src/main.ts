@@ -1,6 +1,6 @@
 import { pino } from "pino";
 import { PolicyError } from "./auth/policy.js";
-import { checkConfiguredFiles, ConfigError, loadConfig } from "./config.js";
+import { checkConfiguredFiles, ConfigError, isFixedByAPerson, loadConfig } from "./config.js";
 import { StoreError } from "./errors.js";
 import { startService } from "./server.js";
 
@@ -76,14 +76,16 @@ async function main(): Promise<void> {
 }
 
 /**
- * What startService throws that a person must fix although the files were fine a moment ago:
- * a tokens file changed into an invalid one since checkConfiguredFiles, or a BIND port this user
- * may not open (below 1024 without the capability). A port in use is 1: the process holding it
- * may be on its way out.
+ * What startService throws that a person must fix: a FILE_SD_DIRECTORY the service may not
+ * write, a tokens file changed into an invalid one since checkConfiguredFiles, or a BIND port
+ * this user may not open (below 1024 without the capability). A port in use is 1: the process
+ * holding it may be on its way out.
  */
 function isConfigurationError(error: unknown): boolean {
   const { code, syscall } = error as NodeJS.ErrnoException;
-  return error instanceof PolicyError || (code === "EACCES" && syscall === "listen");
+  // FILE_SD_DIRECTORY missing its permissions, read-only, or a file: the directory's own check says so.
+  const directory = error instanceof StoreError && isFixedByAPerson(error.cause);
+  return error instanceof PolicyError || directory || (code === "EACCES" && syscall === "listen");
 }
 
 await main();
