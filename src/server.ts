@@ -193,7 +193,7 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
     changed: (id) => void view.check(id).then((differs) => differs && store.putBack(id)),
     stopBackend: async () => {
       await store.close();
-      await view.idle();
+      await view.close();
     },
     backendProblem: () => store.notReadyBecause(),
   };

@@ -6,7 +6,8 @@ import { StoreError } from "../errors.js";
 import { keyOf, type GroupId, type Kind } from "../model.js";
 import { writeFileAtomically, type FileMode } from "./atomic-write.js";
 import { DirectorySync } from "./directory-sync.js";
-import { deadlinesFileNameOf, fileNameOf, FOLDERS, idOfDeadlinesFileName, idOfFileName, isLeftoverTempFile, KINDS } from "./naming.js";
+import { MAX_COMBINED_NAME_LENGTH } from "../parse/values.js";
+import { deadlinesFileNameOf, fileNameOf, FOLDERS, idOfDeadlinesFileName, idOfFileName, isLeftoverTempFile, isOverLongFileName, KINDS } from "./naming.js";
 
 /** Hooks for metrics; every one is optional. */
 export interface DirectoryObserver {
@@ -97,6 +98,12 @@ export class Directory {
         if (id !== undefined) {
           groups.push({ id, read: readSync(join(this.folder(kind), name)) });
           found.add(keyOf(id));
+        } else if (isOverLongFileName(name)) {
+          this.logger.warn(
+            { file: join(FOLDERS[kind], name), limit: MAX_COMBINED_NAME_LENGTH },
+            "the pair is longer than the API accepts (an earlier version took it): the file is left as it is and not managed; " +
+              "register the group again under a shorter pair, then remove this file",
+          );
         }
         const owner = idOfDeadlinesFileName(kind, name);
         if (owner !== undefined) beside.push(owner);

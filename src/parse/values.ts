@@ -31,6 +31,11 @@ export function isValidName(name: string): boolean {
   return NAME.test(name);
 }
 
+/** Both names valid, and short enough together for every file derived from them. */
+export function isValidPair(application: string, environment: string): boolean {
+  return isValidName(application) && isValidName(environment) && application.length + environment.length <= MAX_COMBINED_NAME_LENGTH;
+}
+
 export function parseAppEnv(application: string, environment: string): AppEnv {
   for (const [what, value] of [["application", application], ["environment", environment]] as const) {
     if (!isValidName(value)) {

@@ -90,6 +90,17 @@ describe("files (docs/design.md)", () => {
     expect(await sd.fileOf("broken", "prod")).toEqual([{ targets: ["a:1"], labels: { job: "broken", env: "prod" } }]);
   });
 
+  it("a file whose pair is over today's limit (an earlier version took 238) is left alone and not served", async () => {
+    const directory = await tempDir();
+    const name = `${"a".repeat(118)}@${"e".repeat(120)}.json`;
+    const text = JSON.stringify([{ targets: ["old:1"], labels: { job: "a", env: "e" } }]);
+    await writeFile(join(directory, name), text);
+    const sd = await start(directory);
+    expect(((await sd.request("GET", "/")).body as { groups: unknown[] }).groups).toEqual([]);
+    expect((await sd.request("GET", `/${"a".repeat(118)}/${"e".repeat(120)}`)).status).toBe(400);
+    expect(await readFile(join(directory, name), "utf8")).toBe(text);
+  });
+
   it("a FIFO at a managed name neither blocks start-up nor the service, and is left alone", async () => {
     const directory = await tempDir();
     await run("mkfifo", [join(directory, "pipe@prod.json")]);
