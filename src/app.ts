@@ -8,7 +8,7 @@ import type { Store } from "./store.js";
 import { onlyGet } from "./handlers/allowed-methods.js";
 import { errorAnswers, logAppError, unreadableBody } from "./handlers/errors.js";
 import { deleteGroup, getGroup, methodNotAllowed, postGroup, putGroup } from "./handlers/groups.js";
-import { acceptsOnly, notFound, reservedNotFound } from "./handlers/unknown.js";
+import { acceptsOnly, hostRequired, notFound, reservedNotFound } from "./handlers/unknown.js";
 import { healthy, ready, type Readiness } from "./handlers/health.js";
 import { httpSd } from "./handlers/http-sd.js";
 import { index } from "./handlers/index.js";
@@ -127,6 +127,7 @@ export function createApp(dependencies: AppDependencies): Koa {
   app.use(metrics.countRequests);
   app.use(errorAnswers(logger, maxBodyBytes, metrics.internalError));
   app.use(metrics.noteRejections);
+  app.use(hostRequired);
   app.use(createRouter(wiring).routes());
   app.use(notFound);
   return app;

@@ -158,7 +158,7 @@ export class Directory {
       if (text === undefined && (error as NodeJS.ErrnoException).code === "ENOENT") return;
       this.observer.writeFailed?.(fileName);
       this.logger.error({ file: fileName, err: error }, "could not bring the file in step with the registry");
-      throw new StoreError(`could not ${text === undefined ? "remove" : "write"} ${fileName}: ${(error as Error).message}`, { cause: error });
+      throw new StoreError(`could not ${text === undefined ? "remove" : "write"} ${fileName}: ${whyNot(error)}`, { cause: error });
     }
     if (text === undefined) {
       this.observer.fileRemoved?.(fileName);
@@ -205,7 +205,7 @@ export class Directory {
       await this.putDeadlinesBack(id, before);
       this.observer.writeFailed?.(what);
       this.logger.error({ file: what, err: error }, "write failed; nothing changed");
-      throw new StoreError(`could not ${change.group === undefined ? "remove" : "write"} ${what}: ${(error as Error).message}; the change was not applied`, { cause: error });
+      throw new StoreError(`could not ${change.group === undefined ? "remove" : "write"} ${what}: ${whyNot(error)}; the change was not applied`, { cause: error });
     };
     const started = process.hrtime.bigint();
     if (change.group === undefined) {
@@ -308,6 +308,18 @@ export class Directory {
       throw new StoreError(`FILE_SD_DIRECTORY ${this.path} is not a writable directory: ${(error as Error).message}`, { cause: error });
     }
   }
+}
+
+/**
+ * What a failed file operation says, and where to look: out of descriptors is not the disk's
+ * fault, and a message that says "check the disk" would send the reader the wrong way.
+ */
+export function whyNot(error: unknown): string {
+  const { code, message } = error as NodeJS.ErrnoException;
+  if (code === "EMFILE" || code === "ENFILE") {
+    return `${message} (the service has no file descriptor left: too many connections or open files; raise its open-files limit, e.g. LimitNOFILE= or ulimit -n)`;
+  }
+  return message;
 }
 
 function readSync(path: string): FileRead {
