@@ -1,7 +1,7 @@
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectionLimit } from "../../src/server.js";
-import { makeTempDir, readGroupFile, removeDir, request } from "../helpers.js";
+import { makeTempDir, readGroupFile, removeDir } from "../helpers.js";
 import { startChildService, type ChildService } from "../support/child-service.js";
 
 /**
