@@ -166,6 +166,23 @@ describe("several instances, one registry in etcd", () => {
     await a.request("DELETE", "/blocked/prod");
   });
 
+  it("a group larger than etcd takes in one request is a 413 at once, naming the limit, and nothing changes", async () => {
+    const big = await start({ MAX_BODY_BYTES: String(4 * 1024 * 1024) });
+    try {
+      const targets = Array.from({ length: 120_000 }, (_, i) => `h${i}:9100`).join(",");
+      const started = Date.now();
+      const answer = await big.request("PUT", "/huge/prod", { body: `targets=${targets}` });
+      expect(answer.status, JSON.stringify(answer.body).slice(0, 300)).toBe(413);
+      expect((answer.body as { message: string }).message).toMatch(/^huge@prod\.json would take \d+ bytes in etcd, more than etcd accepts in one request \(its --max-request-bytes/);
+      expect(Date.now() - started).toBeLessThan(4000);
+      expect((await big.request("GET", "/huge/prod")).body).toEqual([]);
+      expect((await big.request("PUT", "/huge/prod", { body: "targets=small:1" })).status).toBe(200);
+      await big.request("DELETE", "/huge/prod");
+    } finally {
+      await big.close();
+    }
+  });
+
   it("ETCD_PREFIX without a trailing / is a folder all the same", async () => {
     const bare = `/bare-${randomUUID()}`;
     const sd = await startTestService({ env: { ETCD_ENDPOINTS: cluster.endpoints.join(","), ETCD_PREFIX: bare } });
