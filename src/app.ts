@@ -7,7 +7,7 @@ import { EVERY_GROUP, type GroupSelector } from "./etcdstore/selector.js";
 import type { Store } from "./store.js";
 import { onlyGet } from "./handlers/allowed-methods.js";
 import { errorAnswers, logAppError, unreadableBody } from "./handlers/errors.js";
-import { deleteGroup, getGroup, methodNotAllowed, postGroup, putGroup } from "./handlers/groups.js";
+import { deleteGroup, getGroup, methodNotAllowed, postGroup, putGroup, supportedEncoding } from "./handlers/groups.js";
 import { acceptsOnly, hostRequired, notFound, reservedNotFound } from "./handlers/unknown.js";
 import { healthy, ready, type Readiness } from "./handlers/health.js";
 import { httpSd } from "./handlers/http-sd.js";
@@ -110,9 +110,9 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     .all("/:application/:environment/status", onlyGet);
   router
     .get("/:application/:environment", none(GROUP), guards.read, getGroup(store))
-    .put("/:application/:environment", acceptsOnly(GROUP, ["ttl"]), guards.write, body, putGroup(store))
-    .post("/:application/:environment", acceptsOnly(GROUP, ["ttl"]), guards.write, body, postGroup(store))
-    .delete("/:application/:environment", acceptsOnly(GROUP, [], ttlElsewhere), guards.write, body, deleteGroup(store))
+    .put("/:application/:environment", acceptsOnly(GROUP, ["ttl"]), guards.write, supportedEncoding, body, putGroup(store))
+    .post("/:application/:environment", acceptsOnly(GROUP, ["ttl"]), guards.write, supportedEncoding, body, postGroup(store))
+    .delete("/:application/:environment", acceptsOnly(GROUP, [], ttlElsewhere), guards.write, supportedEncoding, body, deleteGroup(store))
     .all("/:application/:environment", methodNotAllowed);
   return router;
 }

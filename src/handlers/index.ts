@@ -1,4 +1,5 @@
 import type { Context } from "koa";
+import { RuleError } from "../errors.js";
 import type { Entry, Store } from "../store.js";
 import type { Labels } from "../model.js";
 import { selectedEntries } from "./group-filter.js";
@@ -21,6 +22,15 @@ export interface IndexLine {
 export function index(store: Store) {
   const json = new GroupListJson(render, { before: '{"groups":', after: "}" });
   return (ctx: Context): void => {
+    // The page's filter, sent to the JSON index, would be ignored: a list of everything that looks filtered.
+    if (ctx.query.q !== undefined) {
+      throw new RuleError(
+        400,
+        "?q= is the page's filter (for a browser, Accept: text/html); the JSON index filters with ?application= and ?environment=",
+        {},
+        "bad_request",
+      );
+    }
     const entries = selectedEntries(ctx, store.list());
     ctx.type = "json";
     ctx.body = json.bytesOf(entries);

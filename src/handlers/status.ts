@@ -39,8 +39,9 @@ export function waitOf(ctx: Context): number | undefined {
   if (given === undefined) return undefined;
   if (typeof given !== "string") throw new RuleError(400, `give ?wait= once, as ${WAIT_FORM}`);
   const ms = parseDuration(given);
-  if (ms === undefined || ms > MAX_WAIT_MS) {
-    throw new RuleError(400, `?wait=${JSON.stringify(given)} is not ${WAIT_FORM}`);
+  if (ms === undefined) throw new RuleError(400, `?wait=${JSON.stringify(given)} is not ${WAIT_FORM}`);
+  if (ms > MAX_WAIT_MS) {
+    throw new RuleError(400, `?wait=${JSON.stringify(given)} is longer than a status waits (10m at most); wait again after it answers, e.g. in a loop`);
   }
   return ms;
 }

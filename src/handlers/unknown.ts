@@ -1,5 +1,6 @@
 import type { Context, Middleware } from "koa";
 import { RuleError } from "../errors.js";
+import { closest } from "../parse/suggest.js";
 
 /**
  * What a client asked for that is not there: a query parameter no route
@@ -24,8 +25,8 @@ export function acceptsOnly(route: string, accepted: readonly string[], elsewher
     const guess = belongs === undefined ? closest(name, accepted) : undefined;
     throw new RuleError(
       400,
-      `unknown query parameter ${JSON.stringify(name)}: ${ctx.method} ${route} ${takes}` +
-        (belongs !== undefined ? ` (${belongs})` : guess !== undefined ? `; did you mean ?${guess}=?` : "") +
+      `unknown query parameter ${JSON.stringify(name)}${guess !== undefined ? ` (did you mean ?${guess}=?)` : ""}: ${ctx.method} ${route} ${takes}` +
+        (belongs !== undefined ? ` (${belongs})` : "") +
         ". Nothing was changed",
       {},
       "bad_request",
@@ -49,7 +50,7 @@ export function reservedNotFound(ctx: Context): never {
   const guess = closest(ctx.path.replace(/\/+$/, ""), RESERVED_ENDPOINTS);
   throw new RuleError(
     404,
-    `no endpoint ${ctx.path}${guess === undefined ? "" : `; did you mean ${guess}?`} Paths under /-/ are the service's own: ` +
+    `no endpoint ${ctx.path}${guess === undefined ? "." : `; did you mean ${guess}?`} Paths under /-/ are the service's own: ` +
       `${RESERVED_ENDPOINTS.join(", ")}; targets live at /<application>/<environment>`,
     {},
     "not_found",
@@ -64,33 +65,4 @@ export function notFound(ctx: Context): never {
     `no route for ${ctx.method} ${ctx.path}${guess === undefined ? "" : ` (did you mean ${guess}?)`}: ` +
       "targets live at /<application>/<environment>, e.g. /billing/prod-hou",
   );
-}
-
-/**
- * The candidate a typo most likely meant: within two edits (a third for long
- * words), or one the given text starts (`app` → `application`).
- */
-export function closest(given: string, candidates: readonly string[]): string | undefined {
-  let best: { candidate: string; distance: number } | undefined;
-  for (const candidate of candidates) {
-    const distance = editDistance(given.toLowerCase(), candidate.toLowerCase());
-    if (best === undefined || distance < best.distance) best = { candidate, distance };
-  }
-  if (best === undefined || best.distance === 0) return undefined;
-  if (best.distance <= (best.candidate.length > 8 ? 3 : 2)) return best.candidate;
-  return given.length >= 3 ? candidates.find((candidate) => candidate.startsWith(given)) : undefined;
-}
-
-/** Levenshtein distance, with the two rows it needs. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = previous.at(j - 1)! + (a.charAt(i - 1) === b.charAt(j - 1) ? 0 : 1);
-      current.push(Math.min(previous.at(j)! + 1, current.at(j - 1)! + 1, substitution));
-    }
-    previous = current;
-  }
-  return previous.at(b.length)!;
 }

@@ -1,7 +1,8 @@
 import yaml from "js-yaml";
 import { RuleError } from "../errors.js";
 import type { Change, Labels } from "../model.js";
-import { requestLabelNameProblem, targetProblem } from "./values.js";
+import { closest } from "./suggest.js";
+import { labelValueProblem, requestLabelNameProblem, targetProblem } from "./values.js";
 
 export type BodyFormat = "json" | "yaml" | "form";
 
@@ -41,9 +42,9 @@ export function parseBody(text: string, format: BodyFormat): Change {
   if (text.length === 0) return {};
   switch (format) {
     case "json":
-      return checkValues(fromDocument(parseJson(text), format));
+      return checkValues(fromDocument(parseJson(text), format, text));
     case "yaml":
-      return checkValues(fromDocument(parseYaml(text), format));
+      return checkValues(fromDocument(parseYaml(text), format, text));
     case "form":
       return checkValues(parseForm(text));
   }
@@ -71,7 +72,7 @@ function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function fromDocument(document: unknown, format: "json" | "yaml"): Change {
+function fromDocument(document: unknown, format: "json" | "yaml", text: string): Change {
   if (document === undefined || document === null) return {};
   if (!isMapping(document)) {
     throw new RuleError(400, 'the body must be one mapping with the keys "targets" and/or "labels"');
@@ -85,7 +86,7 @@ function fromDocument(document: unknown, format: "json" | "yaml"): Change {
   }
   const change: { targets?: string[]; labels?: Labels } = {};
   if ("targets" in document) change.targets = targetList(document.targets);
-  if ("labels" in document) change.labels = labelMapping(document.labels, format);
+  if ("labels" in document) change.labels = labelMapping(document.labels, format, text);
   return change;
 }
 
@@ -113,7 +114,22 @@ function describeValue(value: unknown): string {
   return JSON.stringify(value) ?? typeof value;
 }
 
-function labelMapping(value: unknown, format: "json" | "yaml"): Labels {
+/**
+ * The quoting fix for a label value the parser read as a number, a boolean or null. When the
+ * body holds the value as String() shows it (port: 9100), the fix shows it quoted; when the
+ * parser changed it (1.10 read as 1.1, 0x1F as 31), the fix cannot know what was written.
+ */
+function notAString(name: string, value: unknown, format: "json" | "yaml", text: string): string {
+  const shown = String(value);
+  const escape = (part: string): string => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const key = format === "yaml" ? `${name}:` : `"${name}":`;
+  const asWritten = new RegExp(`${escape(key)}\\s*${escape(shown)}(?![0-9A-Za-z_.])`).test(text);
+  if (asWritten) return `label ${JSON.stringify(name)} must be a string; quote it: ${key} "${shown}"`;
+  const read = value === null ? "null" : `the ${typeof value} ${shown}`;
+  return `label ${JSON.stringify(name)} must be a string, but unquoted it was read as ${read}; put the value in quotes exactly as you mean it: ${key} "…"`;
+}
+
+function labelMapping(value: unknown, format: "json" | "yaml", text: string): Labels {
   if (!isMapping(value)) {
     throw new RuleError(400, '"labels" must be a mapping of label names to string values');
   }
@@ -121,17 +137,15 @@ function labelMapping(value: unknown, format: "json" | "yaml"): Labels {
     if (typeof labelValue === "object" && labelValue !== null) {
       throw new RuleError(400, `label ${JSON.stringify(name)} must be a string, not ${describeValue(labelValue)}`);
     }
-    if (typeof labelValue !== "string") {
-      const quoted = JSON.stringify(String(labelValue));
-      const hint = format === "yaml" ? `${name}: ${quoted}` : `"${name}": ${quoted}`;
-      throw new RuleError(400, `label ${JSON.stringify(name)} must be a string; quote it: ${hint}`);
-    }
+    if (typeof labelValue !== "string") throw new RuleError(400, notAString(name, labelValue, format, text));
   }
   return value as Labels;
 }
 
 /** Form bodies: `targets` comma-separated or repeated; every other key is a label. */
-function parseForm(text: string): Change {
+function parseForm(body: string): Change {
+  // `--data-binary @file` sends the file's last newline too: it ends the body, not the last value.
+  const text = body.replace(/\r?\n$/, "");
   const targets: string[] = [];
   let sawTargets = false;
   const labels = new Map<string, string>();
@@ -141,12 +155,20 @@ function parseForm(text: string): Change {
     }
     if (key === "targets") {
       sawTargets = true;
+      if (value.trim() === "") throw new RuleError(400, '"targets" is empty: give at least one host:port, e.g. targets=host1:9100,host2:9100');
       for (const item of value.split(",").map((part) => part.trim())) {
         if (item === "") {
           throw new RuleError(400, `"targets" has an empty item in ${JSON.stringify(value)}: remove the extra comma`);
         }
         targets.push(item);
       }
+    } else if (key === "labels" || key.toLowerCase() === "targets" || closest(key, ["targets"]) !== undefined) {
+      // Every other key of a form is a label: a misspelt targets= would silently replace the labels.
+      throw new RuleError(
+        400,
+        `${JSON.stringify(key)} looks like a misspelt "targets" (in a form every other key is a label, so it would have become one): ` +
+          `write targets=host:9100; to register a label named ${JSON.stringify(key)}, send JSON or YAML`,
+      );
     } else if (labels.has(key)) {
       throw new RuleError(400, `label ${JSON.stringify(key)} is given twice; give it once`);
     } else {
@@ -171,9 +193,8 @@ function checkValues(change: Change): Change {
   for (const [name, value] of Object.entries(change.labels ?? {})) {
     const problem = requestLabelNameProblem(name);
     if (problem !== undefined) throw new RuleError(400, problem);
-    if (value === "") {
-      throw new RuleError(400, `label ${JSON.stringify(name)} has an empty value; to remove a label, DELETE it`);
-    }
+    const valueProblem = labelValueProblem(name, value);
+    if (valueProblem !== undefined) throw new RuleError(400, valueProblem);
   }
   return change;
 }

@@ -94,8 +94,13 @@ export function targetProblem(target: string): string | undefined {
         "scrape go in the labels __scheme__ and __metrics_path__ (e.g. -d __scheme__=https -d __metrics_path__=/probe)"
       );
     }
+    if (/[\s;]/.test(target)) return "it holds a space or a semicolon: separate targets with commas (targets=a:9100,b:9100)";
     const colons = target.split(":").length - 1;
-    if (colons > 1) return "put IPv6 addresses in brackets: [2001:db8::1]:9100";
+    if (colons > 1) {
+      return isIPv6(target)
+        ? "put IPv6 addresses in brackets: [2001:db8::1]:9100"
+        : `it has ${colons} colons; a target is host or host:port (an IPv6 address goes in brackets: [2001:db8::1]:9100)`;
+    }
     if (colons === 1) [host, port] = target.split(":") as [string, string];
     const valid = ALL_NUMERIC.test(host) ? isIPv4(host) : isDnsName(host);
     if (!valid) {
@@ -104,6 +109,20 @@ export function targetProblem(target: string): string | undefined {
   }
   if (port !== undefined && !isValidPort(port)) {
     return `port ${JSON.stringify(port)} must be a number from 1 to 65535`;
+  }
+  return undefined;
+}
+
+/** Half of a surrogate pair on its own: not text Prometheus can keep (it stores U+FFFD instead). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Why `value` cannot be the value of label `name`, or undefined when it can. */
+export function labelValueProblem(name: string, value: string): string | undefined {
+  if (value === "") return `label ${JSON.stringify(name)} has an empty value; to remove a label, DELETE it`;
+  if (LONE_SURROGATE.test(value)) return `label ${JSON.stringify(name)} holds half of a UTF-16 surrogate pair, which is not text; send valid Unicode`;
+  // Prometheus scrapes over http or https only; anything else makes the target fail, and the page's link lie.
+  if (name === "__scheme__" && value !== "http" && value !== "https") {
+    return `label "__scheme__" is ${JSON.stringify(value)}; Prometheus scrapes with http or https only`;
   }
   return undefined;
 }

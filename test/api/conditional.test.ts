@@ -101,6 +101,15 @@ describe("conditional writes: ETag, If-Match, If-None-Match (docs/api.md)", () =
     expect((await sd.request("GET", "/cond/prod")).body).toEqual([{ targets: ["a:1"], labels: { job: "cond", env: "prod" } }]);
   });
 
+  it("If-Match lists are read as lists: * stands alone, an empty list says so, every unquoted tag is quoted in the fix", async () => {
+    await put("targets=a:1");
+    const messageOf = async (value: string) => ((await put("targets=b:1", { "If-Match": value })).body as { message: string }).message;
+    expect(await messageOf('*, "x"')).toBe('If-Match: * stands alone: send If-Match: * or a list of entity-tags, not both');
+    expect(await messageOf(",")).toMatch(/^If-Match: , lists no entity-tag/);
+    expect(await messageOf('"a", b')).toMatch(/^If-Match: b is not an entity-tag: .* Did you mean If-Match: "a", "b"\?$/);
+    expect((await sd.request("GET", "/cond/prod")).body).toEqual([{ targets: ["a:1"], labels: { job: "cond", env: "prod" } }]);
+  });
+
   it("refused requests are counted as precondition failures", async () => {
     await put("targets=a:1");
     await put("targets=b:1", { "If-Match": '"stale"' });

@@ -37,6 +37,9 @@ describe("registrations that expire (docs/api.md)", () => {
       expect((answer.body as { message: string }).message).toContain(`?ttl=${JSON.stringify(ttl)}`);
       expect((answer.body as { message: string }).message).toContain("from 1s to 365d");
     }
+    // A duration too long to count is out of range, not a syntax error.
+    const huge = await sd.request("PUT", "/ttl/prod?ttl=99999999999999999999d", { body: "targets=a:1" });
+    expect((huge.body as { message: string }).message).toMatch(/^\?ttl="99999999999999999999d" is not between 1s and 365d/);
     expect((await sd.request("PUT", "/ttl/prod?ttl=1s&ttl=2s", { body: "targets=a:1" })).status).toBe(400);
     expect((await sd.request("PUT", "/ttl/prod?ttl=60s", { body: "team=x" })).status).toBe(400);
     expect(await sd.fileOf("ttl", "prod")).toBeUndefined();
