@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import { checkEtcdFiles, ConfigError, loadConfig } from "./config.js";
 import { connectEtcd } from "./etcdstore/client.js";
 import { importDirectory } from "./etcdstore/import.js";
@@ -38,6 +39,12 @@ async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const directory = paths[0] ?? config.fileSdDirectory;
+  try {
+    if (!(await stat(directory)).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
+  } catch (error) {
+    console.error(`the directory ${directory} cannot be read: ${(error as Error).message}; give the file_sd directory to import\n${USAGE}`);
+    return 2;
+  }
   const { client, namespace } = await connectEtcd(config.etcd);
   try {
     const { allIn } = await importDirectory({

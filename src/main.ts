@@ -13,7 +13,25 @@ const COULD_NOT_START = 1;
 const CONFIGURATION_ERROR = 2;
 
 /** Process concerns: read the environment, start, and stop cleanly on SIGTERM/SIGINT. */
+const USAGE = `file-sd-writer: register Prometheus scrape targets with curl; writes file_sd files.
+
+usage: node dist/main.js     (or npm start; make run in a checkout)
+
+It takes no arguments: every setting is an environment variable (FILE_SD_DIRECTORY, BIND,
+PROMETHEUS_URL, ETCD_ENDPOINTS, ...). .env-sample lists them with their defaults;
+docs/operations.md says what each one does. Exit codes: 0 stopped, 1 could not start or stop
+(a restart may help), 2 a setting to fix.`;
+
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (args.length > 0) {
+    process.stderr.write(`unexpected argument ${args[0]}\n\n${USAGE}\n`);
+    process.exit(CONFIGURATION_ERROR);
+  }
   let config;
   try {
     config = loadConfig(process.env);

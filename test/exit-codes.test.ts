@@ -21,9 +21,9 @@ interface Ended {
   readonly output: string;
 }
 
-function runService(env: Readonly<Record<string, string>>, options: { uid?: number } = {}): Promise<Ended> {
+function runService(env: Readonly<Record<string, string>>, options: { uid?: number; args?: readonly string[] } = {}): Promise<Ended> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [MAIN_SCRIPT], {
+    const child = spawn(process.execPath, [MAIN_SCRIPT, ...(options.args ?? [])], {
       env: { PATH: process.env.PATH ?? "", BIND: "127.0.0.1:0", ...env },
       stdio: ["ignore", "pipe", "pipe"],
       ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.uid }),
@@ -52,6 +52,15 @@ describe("exit codes: 2 for a setting a person must change, 1 for what a restart
   });
   afterAll(async () => {
     if (scratch !== "") await removeDir(scratch);
+  });
+
+  it("--help prints what it is and where the settings are, and exits 0; any other argument is 2", async () => {
+    const help = await runService({ FILE_SD_DIRECTORY: directory }, { args: ["--help"] });
+    expect(help.code).toBe(0);
+    expect(help.output).toMatch(/^file-sd-writer: register Prometheus scrape targets[\s\S]*docs\/operations\.md/);
+    const other = await runService({ FILE_SD_DIRECTORY: directory }, { args: ["--port=1"] });
+    expect(other.code).toBe(2);
+    expect(other.output).toMatch(/^unexpected argument --port=1/);
   });
 
   it("the unit's RestartPreventExitStatus is the configuration error's status", async () => {

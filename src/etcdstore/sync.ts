@@ -107,6 +107,14 @@ export class EtcdSync {
       if (part !== undefined) inEtcd.set(part.key, { ...inEtcd.get(part.key), [part.part]: valueOf(kv) });
     }
     memory.takeGc(gc);
+    const groupsInEtcd = [...inEtcd.values()].filter((values) => values.group?.present === true).length;
+    if (reason === "start" && groupsInEtcd === 0 && view.initial.length > 0) {
+      logger.warn(
+        { prefix: config.prefix, files: view.initial.length, directory: view.directory.path },
+        "etcd holds no group under this prefix, but the directory held some: they are removed to match etcd. " +
+          "To move a directory's groups into etcd, stop the service and run node dist/import.js first",
+      );
+    }
     // Every write is awaited below, and one that fails does not fail the resync: memory is in step
     // with etcd, the directory logs and counts the file it could not write, and the view tries it
     // again until it can (a full disk, a permission someone fixes).

@@ -94,8 +94,9 @@ export function identify(file: string, text: string, mapped: AppEnv | undefined)
         kind: "skipped",
         file,
         reason:
-          `its labels job=${JSON.stringify(job)} env=${JSON.stringify(env)} do not name it (they would be ${expected}): ` +
-          `a request overrode them. Give the URL it was registered at: --map ${file}=APPLICATION/ENVIRONMENT`,
+          `its name is not the MD5 of its labels job=${JSON.stringify(job)} env=${JSON.stringify(env)} (that would be ${expected}): ` +
+          "a request overrode them, or someone put the file there by hand. " +
+          `Give the application/environment it belongs to: --map ${file}=APPLICATION/ENVIRONMENT`,
       };
     }
     appEnv = { application: job, environment: env };

@@ -117,6 +117,9 @@ describe("node dist/import.js", () => {
     const none = await runImport([directory], { ETCD_ENDPOINTS: "" });
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/ETCD_ENDPOINTS is not set/);
+    const missing = await runImport(["/nonexistent/file_sd"], { ETCD_ENDPOINTS: cluster.endpoints.join(",") });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^the directory \/nonexistent\/file_sd cannot be read: /);
     const bad = await runImport(["--force", directory], { ETCD_ENDPOINTS: cluster.endpoints.join(",") });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/unknown option --force[\s\S]*usage: node dist\/import\.js/);

@@ -98,11 +98,11 @@ describe("node dist/import-target-eye.js", () => {
     const first = await runImport([source], { FILE_SD_DIRECTORY: target });
     const line = (file: string) => first.lines.find((text) => text.includes(file)) ?? `no line for ${file}`;
     expect(line(files.billing)).toMatch(new RegExp(`^imported +${files.billing} → billing/prod-hou$`));
-    expect(line(files.search)).toMatch(new RegExp(`^skipped +${files.search}: its labels job="search-api" env="prod" do not name it .*--map ${files.search}=APPLICATION/ENVIRONMENT`));
+    expect(line(files.search)).toMatch(new RegExp(`^skipped +${files.search}: its name is not the MD5 of its labels job="search-api" env="prod" .*--map ${files.search}=APPLICATION/ENVIRONMENT`));
     expect(line(files.repeated)).toMatch(/^imported +.* → cache\/dev-dal \(1 repeated target listed once\)$/);
     expect(line(files.zurich)).toMatch(/^imported +.* → geo\/prod-zrh$/);
     expect(line(files.invalid)).toMatch(/^invalid +.*: label "owner" is not a non-empty string/);
-    expect(line(files.extra)).toMatch(/^skipped +extra\.json: its labels job="extra" env="prod" do not name it/);
+    expect(line(files.extra)).toMatch(/^skipped +extra\.json: its name is not the MD5 of its labels job="extra" env="prod" .*someone put the file there by hand/);
     expect(line(files.same)).toMatch(/^unchanged +.* → same\/prod: already registered with the same targets and labels$/);
     expect(line(files.taken)).toMatch(/^skipped +.* → taken\/prod: a different group is registered there already; nothing overwritten/);
     expect(first.lines).toHaveLength(9);
