@@ -19,7 +19,8 @@ install: node_modules/.package-lock.json ## install dependencies (npm ci)
 # The tests run real programs from Debian packages: prometheus/promtool, blackbox_exporter
 # (prometheus-blackbox-exporter, for the probes), docker-compose, a
 # three-member etcd (etcd-server, etcdctl from etcd-client), headless chromium,
-# systemd-analyze (systemd) and curl (contrib/systemd's register script), and for the image
+# systemd-analyze and systemd-sysusers (systemd), curl (contrib/systemd's register script) and jq
+# (the docs' one-liners, test/docs/), and for the image
 # (test/containers/): podman with runc, its network helpers netavark and aardvark-dns (which
 # drive iptables), catatonit for `podman kube play`'s pods and mmdebstrap for the base images.
 # A path names a helper podman keeps off PATH. As root (CI, a container) the missing ones are
@@ -28,7 +29,7 @@ TOOLS := prometheus:prometheus promtool:prometheus prometheus-blackbox-exporter:
          docker-compose:docker-compose etcd:etcd-server \
          etcdctl:etcd-client chromium:chromium systemd-analyze:systemd openssl:openssl curl:curl \
          podman:podman runc:runc catatonit:catatonit mmdebstrap:mmdebstrap iptables:iptables \
-         /usr/lib/podman/netavark:netavark /usr/lib/podman/aardvark-dns:aardvark-dns
+         jq:jq /usr/lib/podman/netavark:netavark /usr/lib/podman/aardvark-dns:aardvark-dns
 tools: ## make sure the programs the tests run are there (apt-get install as root)
 	@missing=$$(for t in $(TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t##*:}; done | sort -u | tr '\n' ' '); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -47,10 +48,12 @@ dist/main.js: node_modules/.package-lock.json tsconfig.json tsconfig.build.json 
 build: dist/main.js ## compile TypeScript to dist/
 
 # Readable log lines through pino-pretty; `npm start` and the image keep pino's JSON. The shell
-# execs node, so the SIGTERM make passes on reaches node itself; pino-pretty ignores SIGINT and
-# SIGTERM and ends when node closes its stdout, so the lines of the drain are still shown.
+# execs node, so Ctrl-C or a SIGTERM to the group reaches node itself. pino-pretty runs in a
+# session of its own, so the signal does not reach it (a `trap ''` would not do: node resets
+# inherited signal dispositions at start), and it ends when node closes its stdout: the lines of
+# the drain are still shown.
 run: build ## serve on 127.0.0.1:12345 writing to ./file_sd (override with BIND, FILE_SD_DIRECTORY); readable logs
-	exec node dist/main.js > >(trap '' INT TERM; exec node_modules/.bin/pino-pretty)
+	exec node dist/main.js > >(exec setsid node_modules/.bin/pino-pretty)
 
 typecheck: install ## type-check src, test and bench
 	$(NPM) run typecheck

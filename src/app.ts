@@ -7,9 +7,9 @@ import { EVERY_GROUP, type GroupSelector } from "./etcdstore/selector.js";
 import type { Store } from "./store.js";
 import { onlyGet } from "./handlers/allowed-methods.js";
 import { errorAnswers, logAppError, unreadableBody } from "./handlers/errors.js";
-import { deleteGroup, getGroup, GROUP_ROUTES, methodNotAllowed, postGroup, putGroup } from "./handlers/groups.js";
+import { deleteGroup, getGroup, GROUP_ROUTES, methodNotAllowed, postGroup, putGroup, supportedEncoding } from "./handlers/groups.js";
 import { KINDS } from "./model.js";
-import { acceptsOnly, notFound, reservedNotFound } from "./handlers/unknown.js";
+import { acceptsOnly, hostRequired, notFound, reservedNotFound } from "./handlers/unknown.js";
 import { healthy, ready, type Readiness } from "./handlers/health.js";
 import { httpSd } from "./handlers/http-sd.js";
 import { index } from "./handlers/index.js";
@@ -116,9 +116,9 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     const route = GROUP_ROUTES[kind];
     router
       .get(path, none(route), guards.read, getGroup(store, kind))
-      .put(path, acceptsOnly(route, ["ttl"]), guards.write, body, putGroup(store, kind))
-      .post(path, acceptsOnly(route, ["ttl"]), guards.write, body, postGroup(store, kind))
-      .delete(path, acceptsOnly(route, [], ttlElsewhere), guards.write, body, deleteGroup(store, kind))
+      .put(path, acceptsOnly(route, ["ttl"]), guards.write, supportedEncoding, body, putGroup(store, kind))
+      .post(path, acceptsOnly(route, ["ttl"]), guards.write, supportedEncoding, body, postGroup(store, kind))
+      .delete(path, acceptsOnly(route, [], ttlElsewhere), guards.write, supportedEncoding, body, deleteGroup(store, kind))
       .all(path, methodNotAllowed(kind));
   }
   return router;
@@ -134,6 +134,7 @@ export function createApp(dependencies: AppDependencies): Koa {
   app.use(metrics.countRequests);
   app.use(errorAnswers(logger, maxBodyBytes, metrics.internalError));
   app.use(metrics.noteRejections);
+  app.use(hostRequired);
   app.use(createRouter(wiring).routes());
   app.use(notFound);
   return app;

@@ -1,3 +1,7 @@
+import { mkdir, readFile, unlink, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { createSecureContext } from "node:tls";
+import { parsePolicy, PolicyError } from "./auth/policy.js";
 import { EVERY_GROUP, parseGroupSelector, SelectorError, type GroupSelector } from "./etcdstore/selector.js";
 import { parseDuration } from "./parse/duration.js";
 
@@ -13,7 +17,7 @@ export interface Config {
   readonly authTokensFile: string | undefined;
   /** The Prometheus servers the status endpoints ask (PROMETHEUS_URL); undefined: status is off. */
   readonly prometheus: PrometheusConfig | undefined;
-  /** ETCD_ENDPOINTS and the rest of SPEC §9; undefined: the directory is the registry. */
+  /** ETCD_ENDPOINTS and the rest of etcd mode (docs/etcd.md); undefined: the directory is the registry. */
   readonly etcd: EtcdConfig | undefined;
 }
 
@@ -29,7 +33,7 @@ export interface EtcdConfig {
   readonly groupSelector: { readonly text: string; readonly matches: GroupSelector } | undefined;
 }
 
-/** How the service asks Prometheus `/api/v1/targets` (SPEC §12). */
+/** How the service asks Prometheus `/api/v1/targets` (docs/api.md, "Is it scraped?"). */
 export interface PrometheusConfig {
   /** Base URLs without a trailing slash, e.g. `http://prometheus:9090` or `https://host/prometheus`. */
   readonly urls: readonly string[];
@@ -59,6 +63,10 @@ export const DEFAULTS = {
   ETCD_TIMEOUT: "5s",
 } as const;
 
+/**
+ * A setting a person has to change: the service exits with status 2 (docs/operations.md,
+ * "Exit codes"), which the systemd unit does not restart after, since a restart cannot fix it.
+ */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
@@ -297,4 +305,80 @@ function parsePrometheusAuth(
     throw new ConfigError("set both PROMETHEUS_USERNAME and PROMETHEUS_PASSWORD_FILE for basic auth to Prometheus, or neither");
   }
   return { kind: "basic", username, passwordFile };
+}
+
+/**
+ * The files and the directory the settings name, checked before anything starts, so that each
+ * problem a person must fix is a ConfigError (exit 2) naming the variable: AUTH_TOKENS_FILE
+ * readable and valid, CERTFILE/KEYFILE a certificate and its key, etcd's certificates and
+ * password file readable, FILE_SD_DIRECTORY a directory this user can create and write.
+ * What may pass by itself (a full disk, an I/O error) is thrown as it is: exit 1, and systemd
+ * tries again. The PROMETHEUS_* credential files are read at each status request, so they
+ * may appear or change later and are not checked here.
+ */
+export async function checkConfiguredFiles(config: Config): Promise<void> {
+  if (config.authTokensFile !== undefined) {
+    const text = await readConfigured("AUTH_TOKENS_FILE", config.authTokensFile);
+    try {
+      parsePolicy(text.toString("utf8"));
+    } catch (error) {
+      if (!(error instanceof PolicyError)) throw error;
+      throw new ConfigError(`AUTH_TOKENS_FILE ${resolve(config.authTokensFile)} is not valid: ${error.message}`);
+    }
+  }
+  if (config.tls !== undefined) {
+    const cert = await readConfigured("CERTFILE", config.tls.certFile);
+    const key = await readConfigured("KEYFILE", config.tls.keyFile);
+    try {
+      createSecureContext({ cert, key });
+    } catch (error) {
+      throw new ConfigError(
+        `CERTFILE=${config.tls.certFile} and KEYFILE=${config.tls.keyFile} are not a PEM certificate and its private key: ${(error as Error).message}`,
+      );
+    }
+  }
+  if (config.etcd !== undefined) await checkEtcdFiles(config.etcd);
+  // FILE_SD_DIRECTORY is checked by the service itself as it opens it (src/directory/directory.ts); main.ts
+  // tells its errors apart with isFixedByAPerson. The import commands, which write without it, call checkWritableDirectory.
+}
+
+/** etcd's CA, client certificate and key, and password file are readable (the import commands check them too). */
+export async function checkEtcdFiles({ tls, auth }: EtcdConfig): Promise<void> {
+  if (tls?.caFile !== undefined) await readConfigured("ETCD_CA_FILE", tls.caFile);
+  if (tls?.certFile !== undefined) await readConfigured("ETCD_CERT_FILE", tls.certFile);
+  if (tls?.keyFile !== undefined) await readConfigured("ETCD_KEY_FILE", tls.keyFile);
+  if (auth !== undefined && "passwordFile" in auth) await readConfigured("ETCD_PASSWORD_FILE", auth.passwordFile);
+}
+
+/** What a person fixes (a path, a permission, a read-only mount), as opposed to what passes by itself (ENOSPC, EIO). */
+const FIXED_BY_A_PERSON = new Set(["ENOENT", "EACCES", "EPERM", "EROFS", "ENOTDIR", "EISDIR", "EEXIST", "ELOOP", "ENAMETOOLONG"]);
+
+export function isFixedByAPerson(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code !== undefined && FIXED_BY_A_PERSON.has(code);
+}
+
+async function readConfigured(variable: string, path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    if (!isFixedByAPerson(error)) throw error;
+    throw new ConfigError(`${variable}=${path} cannot be read: ${(error as Error).message}; fix the path or let the service's user read it`);
+  }
+}
+
+/** Created if missing, as the service does; a real write, because access() says yes to root on some read-only mounts. */
+export async function checkWritableDirectory(variable: string, directory: string): Promise<void> {
+  const probe = join(directory, `.config-check-${process.pid}`);
+  try {
+    await mkdir(directory, { recursive: true });
+    await writeFile(probe, "");
+    await unlink(probe);
+  } catch (error) {
+    if (!isFixedByAPerson(error)) throw error;
+    throw new ConfigError(
+      `${variable} ${resolve(directory)} is not a writable directory: ${(error as Error).message}; ` +
+        "create it, or give the service's user write access (and read access to Prometheus' user)",
+    );
+  }
 }

@@ -3,12 +3,12 @@ import { serializeGroup } from "./directory/group-file.js";
 import type { TargetGroup } from "./model.js";
 
 /**
- * The strong ETag of a group (SPEC §11): `"` + the first 27 characters of the
+ * The strong ETag of a group (docs/api.md): `"` + the first 27 characters of the
  * base64url SHA-256 of the file's bytes + `"` (162 bits). The file's bytes are
  * the group serialised the one way this service writes it, and in etcd mode the
  * group's key holds exactly those bytes, so every instance computes the same
  * tag for the same group, and any change to the targets or labels changes it.
- * Deadlines (§10) are not part of the file, so a heartbeat that only renews
+ * Deadlines (`?ttl=`) are not part of the file, so a heartbeat that only renews
  * them leaves the tag alone: a read-modify-write of the labels is not
  * disturbed by the hosts' timers.
  */

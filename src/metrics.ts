@@ -258,7 +258,7 @@ function routeOf(ctx: object): string {
   return typeof route === "string" ? route : UNMATCHED_ROUTE;
 }
 
-/** The series of etcd mode (SPEC §9), registered only when ETCD_ENDPOINTS is set. */
+/** The series of etcd mode (docs/etcd.md), registered only when ETCD_ENDPOINTS is set. */
 export function createEtcdMetrics(registry: Registry, internalError: (where: "lane") => void): EtcdObserver {
   const registers = [registry];
   const connected = new Gauge({

@@ -647,7 +647,7 @@ export const OPENAPI: OpenApiDocument = {
       bearer: {
         type: "http",
         scheme: "bearer",
-        description: "A token from AUTH_TOKENS_FILE; see the README, Operations → Write tokens.",
+        description: "A token from AUTH_TOKENS_FILE; see docs/operations.md, Write tokens.",
       },
     },
   },

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -12,7 +13,7 @@ import { FileStore } from "./filestore/store.js";
 import { Directory } from "./directory/directory.js";
 import { DirectoryView } from "./directory/view.js";
 import { watchDirectory } from "./directory/watch.js";
-import { malformedRequest } from "./handlers/errors.js";
+import { malformedRequest, unmetExpectation } from "./handlers/errors.js";
 import { createEtcdMetrics, createMetrics, type ServiceMetrics } from "./metrics.js";
 import { StatusService } from "./status/status.js";
 import type { GroupId } from "./model.js";
@@ -28,6 +29,27 @@ export interface RunningService {
 }
 
 const DRAIN_TIMEOUT_MS = 10_000;
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 60_000;
+
+/**
+ * How many connections to take at once: three quarters of what the open-files limit leaves after
+ * 64 for the service's own files, etcd and the watches, so that a thousand idle sockets can never
+ * leave a write without a descriptor. Read from /proc (Linux); elsewhere Node's default, none.
+ */
+export function connectionLimit(limitsText: string | undefined): number {
+  const soft = /^Max open files\s+(\d+|unlimited)/m.exec(limitsText ?? "")?.[1];
+  if (soft === undefined || soft === "unlimited") return Infinity;
+  return Math.max(32, Math.floor((Number(soft) - 64) * 0.75));
+}
+
+function readLimits(): string | undefined {
+  try {
+    return readFileSync("/proc/self/limits", "utf8");
+  } catch {
+    return undefined;
+  }
+}
 
 /** What a test may set that no environment variable does. */
 export interface ServiceOptions {
@@ -88,14 +110,24 @@ export async function startService(config: Config, logger: Logger, options: Serv
 
   let server: Server;
   try {
+    // A request without Host reaches the app, which answers it in JSON (src/handlers/errors.ts), not Node's bare 400.
+    // Timeouts are checked every second, not every 30 s (Node's default), so they are what they say.
+    const options = { requireHostHeader: false, connectionsCheckingInterval: 1000 };
     server =
       config.tls === undefined
-        ? createHttpServer(app.callback())
+        ? createHttpServer(options, app.callback())
         : createHttpsServer(
-            { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) },
+            { ...options, cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) },
             app.callback(),
           );
     server.on("clientError", malformedRequest);
+    server.on("checkExpectation", unmetExpectation);
+    // Idle and slow clients must not take the file descriptors the writes need: a connection that
+    // has not sent its headers in 10 s, or its whole request in a minute, is closed, and no more
+    // connections are taken than the descriptor limit leaves room for (connectionLimit).
+    server.headersTimeout = HEADERS_TIMEOUT_MS;
+    server.requestTimeout = REQUEST_TIMEOUT_MS;
+    server.maxConnections = connectionLimit(readLimits());
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(config.port, config.host, () => resolve());
@@ -193,7 +225,7 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
     changed: (id) => void view.check(id).then((differs) => differs && store.putBack(id)),
     stopBackend: async () => {
       await store.close();
-      await view.idle();
+      await view.close();
     },
     backendProblem: () => store.notReadyBecause(),
   };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig, parseBind } from "../src/config.js";
 
-describe("configuration (SPEC §8)", () => {
+describe("configuration (docs/operations.md)", () => {
   it("has the documented defaults", () => {
     expect(loadConfig({})).toEqual({
       fileSdDirectory: "./file_sd",
@@ -58,7 +58,7 @@ describe("configuration (SPEC §8)", () => {
   });
 });
 
-describe("PROMETHEUS_URL and its credentials (SPEC §12)", () => {
+describe("PROMETHEUS_URL and its credentials (docs/api.md)", () => {
   it("is off by default", () => {
     expect(loadConfig({}).prometheus).toBeUndefined();
     expect(loadConfig({ PROMETHEUS_URL: " " }).prometheus).toBeUndefined();

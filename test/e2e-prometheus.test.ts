@@ -312,7 +312,7 @@ describe("a real Prometheus reading the directory through file_sd_configs", () =
   );
 
   it(
-    "a target registered with ?ttl=15s is listed, then dropped once it expires (SPEC §10)",
+    "a target registered with ?ttl=15s is listed, then dropped once it expires (docs/api.md)",
     async () => {
       const { sd } = running();
       const fileName = fileNameOf("expiring", "prod");

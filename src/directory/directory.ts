@@ -6,7 +6,8 @@ import { StoreError } from "../errors.js";
 import { keyOf, type GroupId, type Kind } from "../model.js";
 import { writeFileAtomically, type FileMode } from "./atomic-write.js";
 import { DirectorySync } from "./directory-sync.js";
-import { deadlinesFileNameOf, fileNameOf, FOLDERS, idOfDeadlinesFileName, idOfFileName, isLeftoverTempFile, KINDS } from "./naming.js";
+import { MAX_COMBINED_NAME_LENGTH } from "../parse/values.js";
+import { deadlinesFileNameOf, fileNameOf, FOLDERS, idOfDeadlinesFileName, idOfFileName, isLeftoverTempFile, isOverLongFileName, KINDS } from "./naming.js";
 
 /** Hooks for metrics; every one is optional. */
 export interface DirectoryObserver {
@@ -97,6 +98,12 @@ export class Directory {
         if (id !== undefined) {
           groups.push({ id, read: readSync(join(this.folder(kind), name)) });
           found.add(keyOf(id));
+        } else if (isOverLongFileName(name)) {
+          this.logger.warn(
+            { file: join(FOLDERS[kind], name), limit: MAX_COMBINED_NAME_LENGTH },
+            "the pair is longer than the API accepts (an earlier version took it): the file is left as it is and not managed; " +
+              "register the group again under a shorter pair, then remove this file",
+          );
         }
         const owner = idOfDeadlinesFileName(kind, name);
         if (owner !== undefined) beside.push(owner);
@@ -151,7 +158,7 @@ export class Directory {
       if (text === undefined && (error as NodeJS.ErrnoException).code === "ENOENT") return;
       this.observer.writeFailed?.(fileName);
       this.logger.error({ file: fileName, err: error }, "could not bring the file in step with the registry");
-      throw new StoreError(`could not ${text === undefined ? "remove" : "write"} ${fileName}: ${(error as Error).message}`, { cause: error });
+      throw new StoreError(`could not ${text === undefined ? "remove" : "write"} ${fileName}: ${whyNot(error)}`, { cause: error });
     }
     if (text === undefined) {
       this.observer.fileRemoved?.(fileName);
@@ -198,7 +205,7 @@ export class Directory {
       await this.putDeadlinesBack(id, before);
       this.observer.writeFailed?.(what);
       this.logger.error({ file: what, err: error }, "write failed; nothing changed");
-      throw new StoreError(`could not ${change.group === undefined ? "remove" : "write"} ${what}: ${(error as Error).message}; the change was not applied`, { cause: error });
+      throw new StoreError(`could not ${change.group === undefined ? "remove" : "write"} ${what}: ${whyNot(error)}; the change was not applied`, { cause: error });
     };
     const started = process.hrtime.bigint();
     if (change.group === undefined) {
@@ -301,6 +308,18 @@ export class Directory {
       throw new StoreError(`FILE_SD_DIRECTORY ${this.path} is not a writable directory: ${(error as Error).message}`, { cause: error });
     }
   }
+}
+
+/**
+ * What a failed file operation says, and where to look: out of descriptors is not the disk's
+ * fault, and a message that says "check the disk" would send the reader the wrong way.
+ */
+export function whyNot(error: unknown): string {
+  const { code, message } = error as NodeJS.ErrnoException;
+  if (code === "EMFILE" || code === "ENFILE") {
+    return `${message} (the service has no file descriptor left: too many connections or open files; raise its open-files limit, e.g. LimitNOFILE= or ulimit -n)`;
+  }
+  return message;
 }
 
 function readSync(path: string): FileRead {

@@ -1,5 +1,5 @@
 import { keyOf, KINDS, type GroupId, type Kind } from "../model.js";
-import { isValidName } from "../parse/values.js";
+import { isValidName, isValidPair } from "../parse/values.js";
 
 /**
  * The names of a group's files in FILE_SD_DIRECTORY. Scrape groups are
@@ -27,12 +27,25 @@ export function deadlinesFileNameOf(id: GroupId): string {
   return `${keyOf(id)}.expires`;
 }
 
-/** The group a name in the folder of `kind` belongs to, when it is a group file of ours. */
+/**
+ * The group a name in the folder of `kind` belongs to, when it is a group file of ours: names the
+ * API accepts, so that every group the service loads is one it can change and remove.
+ */
 export function idOfFileName(kind: Kind, fileName: string): GroupId | undefined {
   const match = /^([^@/]+)@([^@/]+)\.json$/.exec(fileName);
   if (match === null) return undefined;
   const [, application = "", environment = ""] = match;
-  return isValidName(application) && isValidName(environment) ? { kind, application, environment } : undefined;
+  return isValidPair(application, environment) ? { kind, application, environment } : undefined;
+}
+
+/**
+ * A name shaped like ours whose pair is over the length limit: registered by an earlier version
+ * (which took up to 238 characters), left as it is and not managed. The scan says so.
+ */
+export function isOverLongFileName(fileName: string): boolean {
+  const match = /^([^@/]+)@([^@/]+)\.json$/.exec(fileName);
+  const [, application = "", environment = ""] = match ?? [];
+  return match !== null && isValidName(application) && isValidName(environment) && !isValidPair(application, environment);
 }
 
 /** The group a deadlines file in the folder of `kind` belongs to. */

@@ -9,9 +9,12 @@ import { fileNameOf } from "./naming.js";
 
 type ViewJob = LaneJob &
   (
-    | { readonly kind: "mirror"; readonly id: GroupId; readonly text: string | undefined; settle(error?: Error): void }
+    | { readonly kind: "mirror"; settle(error?: Error): void }
     | { readonly kind: "check"; readonly id: GroupId; settle(changed: boolean): void }
   );
+
+/** How soon a file that could not be written is tried again (a full disk, a permission someone fixes). */
+const RETRY_MS = 2000;
 
 /**
  * The directory in etcd mode: a view of the registry that lives in etcd
@@ -26,6 +29,12 @@ export class DirectoryView {
   private readonly texts = new Map<string, string>();
   /** Files known not to hold what `texts` says (unreadable after an outside edit): the next mirror writes them. */
   private readonly differs = new Set<string>();
+  /** What the registry asked each file to hold, until it is written: the newest ask wins. */
+  private readonly wanted = new Map<string, { readonly id: GroupId; readonly text: string | undefined }>();
+  /** Files whose last write failed, tried again every RETRY_MS. */
+  private readonly retries = new Set<string>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
   private readonly lanes = new Lanes<ViewJob>(
     (key, jobs) => this.runBatch(key, jobs),
     (key, error) => {
@@ -74,9 +83,10 @@ export class DirectoryView {
   /** Makes the file of `id` hold exactly `text` (undefined: no file), after what was queued for it before. */
   mirror(id: GroupId, text: string | undefined): Promise<void> {
     const key = keyOf(id);
-    if (this.texts.get(key) === text && !this.differs.has(key) && !this.lanes.busy(key)) return Promise.resolve();
+    if (this.texts.get(key) === text && !this.differs.has(key) && !this.lanes.busy(key) && !this.wanted.has(key)) return Promise.resolve();
+    this.wanted.set(key, { id, text });
     return new Promise((resolve, reject) => {
-      this.lanes.push(key, { kind: "mirror", id, text, settle: (error) => (error === undefined ? resolve() : reject(error)), fail: reject });
+      this.lanes.push(key, { kind: "mirror", settle: (error) => (error === undefined ? resolve() : reject(error)), fail: reject });
     });
   }
 
@@ -85,7 +95,21 @@ export class DirectoryView {
     return new Promise((resolve) => this.lanes.push(keyOf(id), { kind: "check", id, settle: resolve, fail: () => resolve(false) }));
   }
 
-  /** Checks first, once however many events asked, then the newest mirror: the file is written at most once. */
+  /** Files that could not be written and are tried again every RETRY_MS, for tests and metrics. */
+  get failing(): number {
+    return this.retries.size;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    await this.lanes.idle();
+  }
+
+  /**
+   * Checks first, once however many events asked, then what the registry wants now: the file is
+   * written at most once, with the newest value, whichever of the queued mirrors asked for it.
+   */
   private async runBatch(key: string, jobs: ViewJob[]): Promise<void> {
     const checks = jobs.filter((job) => job.kind === "check");
     if (checks.length > 0) {
@@ -93,21 +117,42 @@ export class DirectoryView {
       for (const job of checks) job.settle(changed);
     }
     const mirrors = jobs.filter((job) => job.kind === "mirror");
-    const newest = mirrors.at(-1);
-    if (newest === undefined) return;
+    const wanted = this.wanted.get(key);
+    if (mirrors.length === 0 || wanted === undefined) {
+      for (const job of mirrors) job.settle();
+      return;
+    }
     const settle = (error?: Error): void => {
       for (const job of mirrors) job.settle(error);
     };
-    if (this.texts.get(key) === newest.text && !this.differs.has(key)) return settle();
-    try {
-      await this.directory.mirror(newest.id, newest.text);
-    } catch (error) {
-      return settle(error as Error);
+    if (this.texts.get(key) !== wanted.text || this.differs.has(key)) {
+      try {
+        await this.directory.mirror(wanted.id, wanted.text);
+      } catch (error) {
+        // Kept wanted, and tried again: the registry is in step, only this file is behind.
+        this.retries.add(key);
+        this.scheduleRetry();
+        return settle(error as Error);
+      }
+      this.differs.delete(key);
+      if (wanted.text === undefined) this.texts.delete(key);
+      else this.texts.set(key, wanted.text);
     }
-    this.differs.delete(key);
-    if (newest.text === undefined) this.texts.delete(key);
-    else this.texts.set(key, newest.text);
+    this.retries.delete(key);
+    if (this.wanted.get(key) === wanted) this.wanted.delete(key);
     settle();
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer !== undefined || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      for (const key of this.retries) {
+        const wanted = this.wanted.get(key);
+        if (wanted === undefined) this.retries.delete(key);
+        else void this.mirror(wanted.id, wanted.text).catch(() => undefined);
+      }
+    }, RETRY_MS);
   }
 
   /** Reads the file again; true when it is not what the view last wrote. */

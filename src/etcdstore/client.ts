@@ -36,7 +36,8 @@ export async function connectEtcd(config: EtcdConfig): Promise<{ client: Etcd3; 
     // (the client's default is five), so a member that is back is used soon.
     faultHandling: {
       global: noop,
-      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+      // A request too large for etcd says nothing of the member: it must not open the breaker for everyone's.
+      host: () => circuitBreaker(handleWhen((error) => isRecoverableError(error) && !isTooLarge(error)), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
     },
   };
   if (config.tls !== undefined) {
@@ -93,10 +94,17 @@ export class DeadlineError extends Error {
 export function unavailable(config: EtcdConfig, what: string, cause: unknown): StoreUnavailableError {
   return new StoreUnavailableError(
     `etcd (${config.endpoints.join(", ")}) could not ${what} within ETCD_TIMEOUT (${config.timeoutMs} ms): ` +
-      `${describeEtcdError(cause)}. etcd is unreachable or has lost quorum, and the change was not acknowledged; ` +
-      "try again in a moment (GET shows what is registered).",
+      `${describeEtcdError(cause)}. etcd is unreachable or has lost quorum. The change was not acknowledged, ` +
+      "but it may still be applied once etcd answers (it reached etcd, or may have): GET shows what is registered; " +
+      "sending the same request again is safe.",
     { cause },
   );
+}
+
+/** etcd refuses a request larger than its --max-request-bytes (1.5 MiB by default) at once: no retry helps. */
+export function isTooLarge(error: unknown): boolean {
+  // Up to 2 MiB, etcd says so; beyond, gRPC refuses the message before etcd sees it.
+  return error instanceof Error && /request is too large|received message larger than max/.test(error.message);
 }
 
 /** The useful part of a gRPC error, which can be long and nested. */

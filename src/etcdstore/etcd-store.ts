@@ -1,7 +1,7 @@
 import type { Etcd3, ITxnResponse, Namespace } from "etcd3";
 import type { Logger } from "pino";
 import type { EtcdConfig } from "../config.js";
-import { InternalError, StoreError, StoreUnavailableError } from "../errors.js";
+import { InternalError, RuleError, StoreError, StoreUnavailableError } from "../errors.js";
 import { serializeDeadlines } from "../directory/deadlines-file.js";
 import { serializeGroup } from "../directory/group-file.js";
 import { fileNameOf } from "../directory/naming.js";
@@ -9,7 +9,7 @@ import type { DirectoryView } from "../directory/view.js";
 import { Lanes, type LaneJob } from "../lanes.js";
 import { deadlinesOf, idOfKey, keyOf, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
-import { beforeDeadline, DeadlineError, newInstanceId, unavailable } from "./client.js";
+import { beforeDeadline, DeadlineError, isTooLarge, newInstanceId, unavailable } from "./client.js";
 import { TombstoneCollector } from "./collector.js";
 import {
   absentAt,
@@ -231,7 +231,7 @@ export class EtcdStore implements Store {
       try {
         return await call();
       } catch (error) {
-        throw error instanceof StoreError ? error : unavailable(this.config, `commit a change to ${fileNameOf(id)}`, error);
+        throw error instanceof StoreError || error instanceof RuleError ? error : unavailable(this.config, `commit a change to ${fileNameOf(id)}`, error);
       }
     };
     try {
@@ -281,7 +281,7 @@ export class EtcdStore implements Store {
         }
       }
     } catch (error) {
-      if (!(error instanceof StoreError)) throw error;
+      if (!(error instanceof StoreError) && !(error instanceof RuleError)) throw error;
       for (const job of jobs) job.settle(error);
     }
   }
@@ -323,6 +323,7 @@ export class EtcdStore implements Store {
           return txn.then(...puts).else(...reads).options({ deadline: grpcDeadline }).commit();
         });
       } catch (error) {
+        if (isTooLarge(error)) throw tooLarge(key, writes);
         // A member lost mid-call, an election: the transaction may or may not have been applied.
         if (Date.now() >= deadline) throw error instanceof DeadlineError ? error : new DeadlineError(error);
         ambiguous = true;
@@ -378,6 +379,19 @@ export class EtcdStore implements Store {
       );
     }
   }
+}
+
+/** The 413 for a group etcd would refuse to take in one request, with its size: nothing was changed. */
+function tooLarge(key: string, writes: Writes): RuleError {
+  const id = idOfKey(key);
+  const bytes = Object.values(writes).reduce((sum, write) => sum + (write === NO_CHANGE ? 0 : Buffer.byteLength(write)), 0);
+  return new RuleError(
+    413,
+    `${id === undefined ? key : fileNameOf(id)} would take ${bytes} bytes in etcd, more than etcd accepts in one request ` +
+      "(its --max-request-bytes, 1.5 MiB by default); nothing was changed. Register fewer targets in this group, or split it into several",
+    {},
+    "too_large",
+  );
 }
 
 /** What a committed transaction left in the keys it wrote. */

@@ -71,7 +71,8 @@ export async function importDirectory(options: {
       print(`expired    ${name}: the deadline of every target has passed; not imported`);
       continue;
     }
-    const targets = group.targets.filter((target) => !expired.includes(target));
+    const gone = new Set(expired);
+    const targets = group.targets.filter((target) => !gone.has(target));
     const kept = deadlinesOf(deadlines, targets);
     // The values are what the service would have written: the same bytes on every instance.
     const texts = { group: serializeGroup({ targets, labels: group.labels }), expires: kept.size === 0 ? undefined : serializeDeadlines(kept) };
@@ -144,7 +145,7 @@ async function deadlinesBeside(directory: string, name: string): Promise<{ deadl
  * (and `gc` when the group's key is absent) and writes the group and its
  * deadlines. A key holding `[]` (a deleted group) is free.
  */
-async function importOne(
+export async function importOne(
   namespace: Namespace,
   config: EtcdConfig,
   key: string,

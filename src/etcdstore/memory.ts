@@ -40,6 +40,7 @@ export class EtcdMemory {
   private readonly entries = new Map<string, Entry>();
   /** The `gc` key; see keys.ts. */
   gc: KeyValue = absentAt(0);
+  private readonly warned = new Set<string>();
 
   constructor(
     private readonly config: EtcdConfig,
@@ -83,7 +84,10 @@ export class EtcdMemory {
    */
   take(key: string, values: Values): Promise<void> {
     const id = validIdOf(key);
-    if (id === undefined) return Promise.resolve();
+    if (id === undefined) {
+      this.ignored(key);
+      return Promise.resolve();
+    }
     const known = this.known.get(key);
     const newer = (part: Part): KeyValue | undefined => {
       const value = values[part];
@@ -142,6 +146,16 @@ export class EtcdMemory {
     if (entry === undefined) this.entries.delete(key);
     else this.entries.set(key, entry);
     return this.view.mirror(id, this.fileTextOf(key));
+  }
+
+  /** A key under the prefix whose names the API would refuse (too long, say: an earlier version's): said once, then left alone. */
+  private ignored(key: string): void {
+    if (this.warned.has(key) || this.warned.size >= 1000) return;
+    this.warned.add(key);
+    this.logger.warn(
+      { key: this.config.prefix + etcdKeyOf("group", key) },
+      "etcd holds a group whose names the API does not accept (longer than the limit?): ignored; register it again under valid names",
+    );
   }
 
   /** The `gc` key, when newer. */

@@ -107,27 +107,42 @@ export class EtcdSync {
       if (part !== undefined) inEtcd.set(part.key, { ...inEtcd.get(part.key), [part.part]: valueOf(kv) });
     }
     memory.takeGc(gc);
-    const writes: Promise<void>[] = [];
+    const groupsInEtcd = [...inEtcd.values()].filter((values) => values.group?.present === true).length;
+    if (reason === "start" && groupsInEtcd === 0 && view.initial.length > 0) {
+      logger.warn(
+        { prefix: config.prefix, files: view.initial.length, directory: view.directory.path },
+        "etcd holds no group under this prefix, but the directory held some: they are removed to match etcd. " +
+          "To move a directory's groups into etcd, stop the service and run node dist/import.js first",
+      );
+    }
+    // Every write is awaited below, and one that fails does not fail the resync: memory is in step
+    // with etcd, the directory logs and counts the file it could not write, and the view tries it
+    // again until it can (a full disk, a permission someone fixes).
+    const writes: Promise<Error | undefined>[] = [];
+    const settled = (write: Promise<void>): Promise<Error | undefined> => write.then(() => undefined, (error: unknown) => error as Error);
     for (const key of new Set([...inEtcd.keys(), ...memory.keys()])) {
       const values = inEtcd.get(key);
       writes.push(
-        memory.take(key, {
-          group: values?.group ?? absentAt(revision),
-          expires: values?.expires ?? absentAt(revision),
-          commits: values?.commits ?? absentAt(revision),
-        }),
+        settled(
+          memory.take(key, {
+            group: values?.group ?? absentAt(revision),
+            expires: values?.expires ?? absentAt(revision),
+            commits: values?.commits ?? absentAt(revision),
+          }),
+        ),
       );
     }
     // Groups served from the directory before the first sync, and managed files etcd lacks.
     memory.dropUnknownEntries();
     const files = await view.directory.list().catch((error: unknown) => error as Error);
     if (!(files instanceof Error)) {
-      for (const id of files) if (inEtcd.get(keyOf(id))?.group === undefined) writes.push(view.mirror(id, memory.fileTextOf(keyOf(id))));
+      for (const id of files) if (inEtcd.get(keyOf(id))?.group === undefined) writes.push(settled(view.mirror(id, memory.fileTextOf(keyOf(id)))));
     }
-    const failed = (await Promise.allSettled(writes)).filter((result) => result.status === "rejected");
+    const failed = (await Promise.all(writes)).filter((error) => error !== undefined);
+    // The directory itself cannot be listed: nothing can be brought in step; try the whole resync again.
     if (files instanceof Error) throw files;
     if (failed.length > 0) {
-      throw new Error(`${failed.length} files could not be brought in step: ${String((failed[0] as PromiseRejectedResult).reason)}`);
+      logger.warn({ files: failed.length, err: failed[0] }, "some files could not be brought in step with etcd; they are tried again every few seconds");
     }
     if (generation !== this.generation || this.closed) return;
     for (const key of [...memory.keys()]) memory.forget(key, busy(key));

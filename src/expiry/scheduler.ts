@@ -17,6 +17,8 @@ export interface ExpirySchedulerOptions {
 }
 
 const INTERVAL_MS = 500;
+/** How many expired targets one log line names. */
+const LOGGED_TARGETS = 20;
 
 /**
  * Removes expired targets. Every `intervalMs` (and at once at
@@ -73,10 +75,13 @@ export class ExpiryScheduler {
       const run = store
         .update(id, expireRegistration)
         .then(({ before, after }) => {
-          const gone = (before?.group.targets ?? []).filter((target) => !(after?.group.targets ?? []).includes(target));
+          const staying = new Set(after?.group.targets);
+          const gone = (before?.group.targets ?? []).filter((target) => !staying.has(target));
           if (gone.length === 0) return;
           this.options.expired?.(gone.length);
-          logger.info({ file: fileName, targets: gone, reason: "expired", groupRemoved: after === null }, "targets expired");
+          // A fleet's group may lose thousands at once: the line names the first ones and counts the rest.
+          const named = gone.length > LOGGED_TARGETS ? { targets: gone.slice(0, LOGGED_TARGETS), more: gone.length - LOGGED_TARGETS } : { targets: gone };
+          logger.info({ file: fileName, ...named, reason: "expired", groupRemoved: after === null }, "targets expired");
         })
         .catch((error: unknown) => {
           // Tried again at the next scan; the deadline stays in the registry.

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { InternalError, StoreError } from "../errors.js";
 import { parseDeadlines, serializeDeadlines } from "../directory/deadlines-file.js";
-import { Directory, type DirectoryObserver, type FileRead } from "../directory/directory.js";
+import { Directory, whyNot, type DirectoryObserver, type FileRead } from "../directory/directory.js";
 import { parseGroupFile, serializeGroup } from "../directory/group-file.js";
 import { deadlinesFileNameOf, fileNameOf } from "../directory/naming.js";
 import { Lanes, type LaneJob } from "../lanes.js";
@@ -270,7 +270,7 @@ export class FileStore implements Store {
     if (durability !== undefined) {
       const failure = new StoreError(
         `${fileName} was ${state === undefined ? "removed" : "written"}, but the directory fsync failed ` +
-          `(${durability.message}), so the change may not survive a power cut; check the disk, then repeat the request`,
+          `(${whyNot(durability)}), so the change may not survive a power cut; repeat the request once that is fixed`,
         { cause: durability },
       );
       for (const { job } of accepted) job.settle(failure);

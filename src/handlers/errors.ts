@@ -1,4 +1,4 @@
-import { STATUS_CODES } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Middleware } from "koa";
 import type { Logger } from "pino";
@@ -94,6 +94,13 @@ export function logAppError(logger: Logger) {
   };
 }
 
+/** Node's `checkExpectation`: an Expect other than 100-continue, answered in JSON like everything else. */
+export function unmetExpectation(request: IncomingMessage, response: ServerResponse): void {
+  const body = JSON.stringify({ message: `Expect: ${request.headers.expect ?? ""} is not supported; send the request without it (100-continue is fine)` });
+  response.writeHead(417, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body) });
+  response.end(body);
+}
+
 /**
  * Node's `clientError`: a request its HTTP parser refused (a malformed header,
  * both Content-Length and chunked) never reaches Koa. Answer it in JSON too,
@@ -104,12 +111,18 @@ export function malformedRequest(error: Error & { code?: string }, socket: Duple
     socket.destroy();
     return;
   }
-  const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+  const timedOut = error.code === "ERR_HTTP_REQUEST_TIMEOUT";
+  const status = error.code === "HPE_HEADER_OVERFLOW" ? 431 : timedOut ? 408 : 400;
   const body = JSON.stringify({
-    message: `the request is not valid HTTP (${error.code ?? error.message}); check its request line and headers`,
+    message: timedOut
+      ? "the request did not arrive in time (headers within 10 s, the whole request within a minute); send it again"
+      : `the request is not valid HTTP (${error.code ?? error.message}); check its request line and headers`,
   });
+  // Closed once the answer is out, whatever the client does: a client that never reads nor
+  // closes (an idle, half-sent request) must not keep its connection, and a descriptor, for ever.
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
   );
 }

@@ -77,6 +77,28 @@ export const postGroup = (store: Store, kind: Kind) => mutate(store, kind, postR
 export const deleteGroup = (store: Store, kind: Kind) =>
   mutate(store, kind, (current, change, group) => deleteRegistration(current, change, group), false);
 
+const ENCODINGS = new Set(["gzip", "deflate", "br", "identity"]);
+
+/**
+ * Before the body is read: one Content-Encoding the reader knows (names are case-insensitive,
+ * RFC 9110 §8.4.1), or a 415 that says which are; the reader itself only says it could not read.
+ */
+export function supportedEncoding(ctx: Context, next: () => Promise<void>): Promise<void> {
+  const given = ctx.get("Content-Encoding").trim();
+  if (given === "") return next();
+  const coding = given.toLowerCase();
+  if (!ENCODINGS.has(coding)) {
+    throw new RuleError(
+      415,
+      `Content-Encoding ${JSON.stringify(given)} is not supported: send the body as it is, or compressed once with gzip, deflate or br`,
+      {},
+      "media_type",
+    );
+  }
+  ctx.req.headers["content-encoding"] = coding;
+  return next();
+}
+
 export function methodNotAllowed(kind: Kind) {
   return (ctx: Context): never => {
     throw new RuleError(405, `${ctx.method} is not supported on ${GROUP_ROUTES[kind]}; use ${GROUP_METHODS.join(", ")}`, {

@@ -1,4 +1,5 @@
 import type { Context } from "koa";
+import { RuleError } from "../errors.js";
 import type { Entry, Store } from "../store.js";
 import type { Labels } from "../model.js";
 import { selectedEntries } from "./group-filter.js";
@@ -13,7 +14,7 @@ export interface IndexLine {
   readonly labels: Labels;
   /** When the file last changed: our own write, or the file's mtime when loaded or changed from outside. */
   readonly changedAt: string;
-  /** The deadline of each expiring target (SPEC §10); absent when every target is permanent. */
+  /** The deadline of each expiring target (docs/api.md); absent when every target is permanent. */
   readonly expires?: Readonly<Record<string, string>>;
 }
 
@@ -27,6 +28,15 @@ export function index(store: Store) {
   const probes = new GroupListJson(render, { before: ',"probes":', after: "}" });
   let last: { readonly parts: readonly [Buffer, Buffer]; readonly bytes: Buffer } | undefined;
   return (ctx: Context): void => {
+    // The page's filter, sent to the JSON index, would be ignored: a list of everything that looks filtered.
+    if (ctx.query.q !== undefined) {
+      throw new RuleError(
+        400,
+        "?q= is the page's filter (for a browser, Accept: text/html); the JSON index filters with ?application= and ?environment=",
+        {},
+        "bad_request",
+      );
+    }
     const parts = [groups.bytesOf(selectedEntries(ctx, store.list(), "targets")), probes.bytesOf(selectedEntries(ctx, store.list(), "probes"))] as const;
     // Each part is reused while its groups stay the same; so is the answer made of them.
     if (last === undefined || last.parts[0] !== parts[0] || last.parts[1] !== parts[1]) last = { parts, bytes: Buffer.concat(parts) };

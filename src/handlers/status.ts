@@ -8,8 +8,8 @@ import { kindOf, selectedEntries } from "./group-filter.js";
 import { groupIdOf } from "./groups.js";
 
 /**
- * Koa glue for SPEC §12 and §13: `/<application>/<environment>/status`, its probe group's
- * `/<application>/<environment>/probes/status`, and `/-/status`.
+ * Koa glue for docs/api.md and docs/probes.md: `/<application>/<environment>/status`, its
+ * probe group's `/<application>/<environment>/probes/status`, and `/-/status`.
  */
 
 export const MAX_WAIT_MS = 10 * 60_000;
@@ -27,7 +27,7 @@ function notConfigured(ctx: Context): void {
   ctx.body = {
     message:
       "the status needs to know which Prometheus to ask: start the service with " +
-      "PROMETHEUS_URL=http://prometheus:9090 (comma-separated for several; see README, Is it scraped?)",
+      "PROMETHEUS_URL=http://prometheus:9090 (comma-separated for several; see docs/api.md, Is it scraped?)",
   };
 }
 
@@ -38,8 +38,9 @@ export function waitOf(ctx: Context): number | undefined {
   if (given === undefined) return undefined;
   if (typeof given !== "string") throw new RuleError(400, `give ?wait= once, as ${WAIT_FORM}`);
   const ms = parseDuration(given);
-  if (ms === undefined || ms > MAX_WAIT_MS) {
-    throw new RuleError(400, `?wait=${JSON.stringify(given)} is not ${WAIT_FORM}`);
+  if (ms === undefined) throw new RuleError(400, `?wait=${JSON.stringify(given)} is not ${WAIT_FORM}`);
+  if (ms > MAX_WAIT_MS) {
+    throw new RuleError(400, `?wait=${JSON.stringify(given)} is longer than a status waits (10m at most); wait again after it answers, e.g. in a loop`);
   }
   return ms;
 }

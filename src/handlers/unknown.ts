@@ -1,5 +1,6 @@
 import type { Context, Middleware } from "koa";
 import { RuleError } from "../errors.js";
+import { closest } from "../parse/suggest.js";
 
 /**
  * What a client asked for that is not there: a query parameter no route
@@ -24,14 +25,22 @@ export function acceptsOnly(route: string, accepted: readonly string[], elsewher
     const guess = belongs === undefined ? closest(name, accepted) : undefined;
     throw new RuleError(
       400,
-      `unknown query parameter ${JSON.stringify(name)}: ${ctx.method} ${route} ${takes}` +
-        (belongs !== undefined ? ` (${belongs})` : guess !== undefined ? `; did you mean ?${guess}=?` : "") +
+      `unknown query parameter ${JSON.stringify(name)}${guess !== undefined ? ` (did you mean ?${guess}=?)` : ""}: ${ctx.method} ${route} ${takes}` +
+        (belongs !== undefined ? ` (${belongs})` : "") +
         ". Nothing was changed",
       {},
       "bad_request",
     );
   };
 }
+
+/** HTTP/1.1 requires a Host header (RFC 9112 §3.2); Node's own refusal is a bare 400, so the app says it. */
+export const hostRequired: Middleware = (ctx, next) => {
+  if (ctx.req.httpVersionMajor === 1 && ctx.req.httpVersionMinor >= 1 && ctx.get("Host") === "") {
+    throw new RuleError(400, "an HTTP/1.1 request needs a Host header, e.g. Host: sd.example.com:12345", {}, "bad_request");
+  }
+  return next();
+};
 
 /** The service's own endpoints: `/-/` is reserved for them, which is why a name cannot start with `-`. */
 export const RESERVED_ENDPOINTS = ["/-/healthy", "/-/ready", "/-/http_sd", "/-/status", "/-/openapi.json", "/-/ui/app.js", "/-/ui/view.js", "/-/ui/app.css", "/-/ui/icon.svg"] as const;
@@ -41,7 +50,7 @@ export function reservedNotFound(ctx: Context): never {
   const guess = closest(ctx.path.replace(/\/+$/, ""), RESERVED_ENDPOINTS);
   throw new RuleError(
     404,
-    `no endpoint ${ctx.path}${guess === undefined ? "" : `; did you mean ${guess}?`} Paths under /-/ are the service's own: ` +
+    `no endpoint ${ctx.path}${guess === undefined ? "." : `; did you mean ${guess}?`} Paths under /-/ are the service's own: ` +
       `${RESERVED_ENDPOINTS.join(", ")}; targets live at /<application>/<environment>`,
     {},
     "not_found",
@@ -56,33 +65,4 @@ export function notFound(ctx: Context): never {
     `no route for ${ctx.method} ${ctx.path}${guess === undefined ? "" : ` (did you mean ${guess}?)`}: ` +
       "targets live at /<application>/<environment>, e.g. /billing/prod-hou, and URLs to probe at /<application>/<environment>/probes",
   );
-}
-
-/**
- * The candidate a typo most likely meant: within two edits (a third for long
- * words), or one the given text starts (`app` → `application`).
- */
-export function closest(given: string, candidates: readonly string[]): string | undefined {
-  let best: { candidate: string; distance: number } | undefined;
-  for (const candidate of candidates) {
-    const distance = editDistance(given.toLowerCase(), candidate.toLowerCase());
-    if (best === undefined || distance < best.distance) best = { candidate, distance };
-  }
-  if (best === undefined || best.distance === 0) return undefined;
-  if (best.distance <= (best.candidate.length > 8 ? 3 : 2)) return best.candidate;
-  return given.length >= 3 ? candidates.find((candidate) => candidate.startsWith(given)) : undefined;
-}
-
-/** Levenshtein distance, with the two rows it needs. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = previous.at(j - 1)! + (a.charAt(i - 1) === b.charAt(j - 1) ? 0 : 1);
-      current.push(Math.min(previous.at(j)! + 1, current.at(j - 1)! + 1, substitution));
-    }
-    previous = current;
-  }
-  return previous.at(b.length)!;
 }

@@ -1,7 +1,8 @@
 import yaml from "js-yaml";
 import { RuleError } from "../errors.js";
 import type { Change, Kind, Labels } from "../model.js";
-import { requestLabelNameProblem, targetProblemOf } from "./values.js";
+import { closest } from "./suggest.js";
+import { labelValueProblem, requestLabelNameProblem, targetProblemOf } from "./values.js";
 
 export type BodyFormat = "json" | "yaml" | "form";
 
@@ -44,9 +45,9 @@ export function parseBody(text: string, format: BodyFormat, kind: Kind = "target
   if (text.length === 0) return {};
   switch (format) {
     case "json":
-      return checkValues(fromDocument(parseJson(text), format), kind);
+      return checkValues(fromDocument(parseJson(text), format, text), kind);
     case "yaml":
-      return checkValues(fromDocument(parseYaml(text), format), kind);
+      return checkValues(fromDocument(parseYaml(text), format, text), kind);
     case "form":
       return checkValues(parseForm(text, kind), kind);
   }
@@ -74,7 +75,7 @@ function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function fromDocument(document: unknown, format: "json" | "yaml"): Change {
+function fromDocument(document: unknown, format: "json" | "yaml", text: string): Change {
   if (document === undefined || document === null) return {};
   if (!isMapping(document)) {
     throw new RuleError(400, 'the body must be one mapping with the keys "targets" and/or "labels"');
@@ -88,7 +89,7 @@ function fromDocument(document: unknown, format: "json" | "yaml"): Change {
   }
   const change: { targets?: string[]; labels?: Labels } = {};
   if ("targets" in document) change.targets = targetList(document.targets);
-  if ("labels" in document) change.labels = labelMapping(document.labels, format);
+  if ("labels" in document) change.labels = labelMapping(document.labels, format, text);
   return change;
 }
 
@@ -116,7 +117,22 @@ function describeValue(value: unknown): string {
   return JSON.stringify(value) ?? typeof value;
 }
 
-function labelMapping(value: unknown, format: "json" | "yaml"): Labels {
+/**
+ * The quoting fix for a label value the parser read as a number, a boolean or null. When the
+ * body holds the value as String() shows it (port: 9100), the fix shows it quoted; when the
+ * parser changed it (1.10 read as 1.1, 0x1F as 31), the fix cannot know what was written.
+ */
+function notAString(name: string, value: unknown, format: "json" | "yaml", text: string): string {
+  const shown = String(value);
+  const escape = (part: string): string => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const key = format === "yaml" ? `${name}:` : `"${name}":`;
+  const asWritten = new RegExp(`${escape(key)}\\s*${escape(shown)}(?![0-9A-Za-z_.])`).test(text);
+  if (asWritten) return `label ${JSON.stringify(name)} must be a string; quote it: ${key} "${shown}"`;
+  const read = value === null ? "null" : `the ${typeof value} ${shown}`;
+  return `label ${JSON.stringify(name)} must be a string, but unquoted it was read as ${read}; put the value in quotes exactly as you mean it: ${key} "…"`;
+}
+
+function labelMapping(value: unknown, format: "json" | "yaml", text: string): Labels {
   if (!isMapping(value)) {
     throw new RuleError(400, '"labels" must be a mapping of label names to string values');
   }
@@ -124,11 +140,7 @@ function labelMapping(value: unknown, format: "json" | "yaml"): Labels {
     if (typeof labelValue === "object" && labelValue !== null) {
       throw new RuleError(400, `label ${JSON.stringify(name)} must be a string, not ${describeValue(labelValue)}`);
     }
-    if (typeof labelValue !== "string") {
-      const quoted = JSON.stringify(String(labelValue));
-      const hint = format === "yaml" ? `${name}: ${quoted}` : `"${name}": ${quoted}`;
-      throw new RuleError(400, `label ${JSON.stringify(name)} must be a string; quote it: ${hint}`);
-    }
+    if (typeof labelValue !== "string") throw new RuleError(400, notAString(name, labelValue, format, text));
   }
   return value as Labels;
 }
@@ -139,7 +151,9 @@ function labelMapping(value: unknown, format: "json" | "yaml"): Labels {
  * scheme (`https://`) is one URL, commas and all; several URLs are several fields. Two URLs
  * in one field are refused rather than taken for one URL with a comma in it.
  */
-function parseForm(text: string, kind: Kind): Change {
+function parseForm(body: string, kind: Kind): Change {
+  // `--data-binary @file` sends the file's last newline too: it ends the body, not the last value.
+  const text = body.replace(/\r?\n$/, "");
   const targets: string[] = [];
   let sawTargets = false;
   const labels = new Map<string, string>();
@@ -149,6 +163,7 @@ function parseForm(text: string, kind: Kind): Change {
     }
     if (key === "targets") {
       sawTargets = true;
+      if (value.trim() === "") throw new RuleError(400, '"targets" is empty: give at least one host:port, e.g. targets=host1:9100,host2:9100');
       if (kind === "probes" && /^\s*[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value)) {
         if (/,\s*[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value)) {
           throw new RuleError(
@@ -166,6 +181,13 @@ function parseForm(text: string, kind: Kind): Change {
         }
         targets.push(item);
       }
+    } else if (key === "labels" || key.toLowerCase() === "targets" || closest(key, ["targets"]) !== undefined) {
+      // Every other key of a form is a label: a misspelt targets= would silently replace the labels.
+      throw new RuleError(
+        400,
+        `${JSON.stringify(key)} looks like a misspelt "targets" (in a form every other key is a label, so it would have become one): ` +
+          `write targets=host:9100; to register a label named ${JSON.stringify(key)}, send JSON or YAML`,
+      );
     } else if (labels.has(key)) {
       throw new RuleError(400, `label ${JSON.stringify(key)} is given twice; give it once`);
     } else {
@@ -179,7 +201,7 @@ function parseForm(text: string, kind: Kind): Change {
   return change;
 }
 
-/** The grammar of the group's kind, shared by every format. */
+/** The grammar of the group's kind (docs/api.md, docs/probes.md), shared by every format. */
 function checkValues(change: Change, kind: Kind): Change {
   const problemOf = targetProblemOf(kind);
   for (const target of change.targets ?? []) {
@@ -196,9 +218,8 @@ function checkValues(change: Change, kind: Kind): Change {
   for (const [name, value] of Object.entries(change.labels ?? {})) {
     const problem = requestLabelNameProblem(name);
     if (problem !== undefined) throw new RuleError(400, problem);
-    if (value === "") {
-      throw new RuleError(400, `label ${JSON.stringify(name)} has an empty value; to remove a label, DELETE it`);
-    }
+    const valueProblem = labelValueProblem(name, value);
+    if (valueProblem !== undefined) throw new RuleError(400, valueProblem);
   }
   return change;
 }

@@ -1,7 +1,7 @@
 /**
  * Prometheus' duration syntax (`90s`, `5m`, `1h30m`, `7d`, `250ms`): units from
  * the largest down, each at most once, as in Prometheus' model.ParseDuration.
- * Returns milliseconds, or undefined when `text` is not such a duration.
+ * Returns milliseconds (Infinity for one too long to count), or undefined when `text` is not such a duration.
  */
 const DURATION = /^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$/;
 const UNIT_MS = [365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1] as const;
@@ -15,7 +15,7 @@ export function parseDuration(text: string): number | undefined {
     const count = match[i + 1];
     if (count !== undefined) ms += Number(count) * UNIT_MS[i]!;
   }
-  return Number.isSafeInteger(ms) ? ms : undefined;
+  return Number.isSafeInteger(ms) ? ms : Infinity;
 }
 
 /** The shortest Prometheus duration for `ms`, e.g. 5400000 → `1h30m`. */

@@ -5,7 +5,7 @@ export const MIN_TTL_MS = 1000;
 export const MAX_TTL_MS = 365 * 86_400_000;
 
 /**
- * `?ttl=` of PUT and POST (SPEC §10): a Prometheus duration from 1s to 365d,
+ * `?ttl=` of PUT and POST (docs/api.md): a Prometheus duration from 1s to 365d,
  * in milliseconds; undefined when absent.
  */
 export function parseTtl(given: string | string[] | undefined): number | undefined {

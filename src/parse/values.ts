@@ -11,7 +11,7 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 /**
  * What the service appends to `<application>@<environment>` to name the files
- * of a pair (src/filestore/naming.ts): the group, and its deadlines. Each has
+ * of a pair (src/directory/naming.ts): the group, and its deadlines. Each has
  * a temporary twin while it is written, which adds `.<uint32>` (up to 11).
  */
 export const DERIVED_SUFFIXES = [".json", ".expires"] as const;
@@ -29,6 +29,11 @@ export const MAX_COMBINED_NAME_LENGTH =
 /** `<application>` and `<environment>`: these become file names, so nothing else reaches the disk. */
 export function isValidName(name: string): boolean {
   return NAME.test(name);
+}
+
+/** Both names valid, and short enough together for every file derived from them. */
+export function isValidPair(application: string, environment: string): boolean {
+  return isValidName(application) && isValidName(environment) && application.length + environment.length <= MAX_COMBINED_NAME_LENGTH;
 }
 
 export function parseAppEnv(application: string, environment: string): AppEnv {
@@ -90,8 +95,13 @@ export function targetProblem(target: string): string | undefined {
         "To probe the URL with blackbox_exporter instead, register it at /<application>/<environment>/probes (docs/probes.md)"
       );
     }
+    if (/[\s;]/.test(target)) return "it holds a space or a semicolon: separate targets with commas (targets=a:9100,b:9100)";
     const colons = target.split(":").length - 1;
-    if (colons > 1) return "put IPv6 addresses in brackets: [2001:db8::1]:9100";
+    if (colons > 1) {
+      return isIPv6(target)
+        ? "put IPv6 addresses in brackets: [2001:db8::1]:9100"
+        : `it has ${colons} colons; a target is host or host:port (an IPv6 address goes in brackets: [2001:db8::1]:9100)`;
+    }
     if (colons === 1) [host, port] = target.split(":") as [string, string];
     const valid = ALL_NUMERIC.test(host) ? isIPv4(host) : isDnsName(host);
     if (!valid) {
@@ -100,6 +110,20 @@ export function targetProblem(target: string): string | undefined {
   }
   if (port !== undefined && !isValidPort(port)) {
     return `port ${JSON.stringify(port)} must be a number from 1 to 65535`;
+  }
+  return undefined;
+}
+
+/** Half of a surrogate pair on its own: not text Prometheus can keep (it stores U+FFFD instead). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Why `value` cannot be the value of label `name`, or undefined when it can. */
+export function labelValueProblem(name: string, value: string): string | undefined {
+  if (value === "") return `label ${JSON.stringify(name)} has an empty value; to remove a label, DELETE it`;
+  if (LONE_SURROGATE.test(value)) return `label ${JSON.stringify(name)} holds half of a UTF-16 surrogate pair, which is not text; send valid Unicode`;
+  // Prometheus scrapes over http or https only; anything else makes the target fail, and the page's link lie.
+  if (name === "__scheme__" && value !== "http" && value !== "https") {
+    return `label "__scheme__" is ${JSON.stringify(value)}; Prometheus scrapes with http or https only`;
   }
   return undefined;
 }

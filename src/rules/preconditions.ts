@@ -4,11 +4,11 @@ import type { TargetGroup } from "../model.js";
 import type { Preconditions } from "../parse/preconditions.js";
 
 /**
- * SPEC §11: the write goes ahead only when the group it would change is the
+ * docs/api.md: the write goes ahead only when the group it would change is the
  * one the client read. Runs inside the store's mutation, on the value the
  * change is computed from, so the check and the write are one step on both
  * backends (in etcd mode the transaction compares the revision it read).
- * A 412 comes before any rule of §6: a client that read a stale group learns
+ * A 412 comes before any rule of rules.ts: a client that read a stale group learns
  * that first.
  */
 export function checkPreconditions(current: TargetGroup | undefined, { ifMatch, ifNoneMatch }: Preconditions): void {

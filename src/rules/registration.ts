@@ -3,7 +3,7 @@ import { deadlinesOf, NO_DEADLINES, own, type Change, type Deadlines, type Regis
 import { applyDelete, applyPost, applyPut, type Addressed } from "./rules.js";
 
 /**
- * SPEC §10 on top of §6: the group rules of rules.ts decide the group, these
+ * `?ttl=` (docs/api.md) on top of the method rules: the group rules of rules.ts decide the group, these
  * decide the deadlines. Pure: the time comes in as `now`, so property tests can
  * drive a clock. A deadline is kept only for a target of the group.
  */
@@ -39,7 +39,7 @@ export function putRegistration(current: Registration | undefined, change: Chang
 }
 
 /**
- * POST as in §6; with a ttl it is a heartbeat: targets already registered are
+ * POST as in rules.ts; with a ttl it is a heartbeat: targets already registered are
  * renewed instead of refused, new ones are added, and labels that already hold
  * the values given are not an error (the renewal is the change).
  */

@@ -1,8 +1,9 @@
 import { RuleError } from "../errors.js";
 import { own, type AppEnv, type Change, type Kind, type Labels, type TargetGroup } from "../model.js";
+import { parseDuration } from "../parse/duration.js";
 
 /**
- * SPEC §6 as pure functions: (current group, request) → new group, or a RuleError
+ * docs/api.md as pure functions: (current group, request) → new group, or a RuleError
  * with the message a curl user will see. No IO here; the file store applies the
  * result. `undefined` means nothing is registered; `null` means "delete the group".
  */
@@ -15,14 +16,45 @@ const DEFAULT_LABELS = ["job", "env"] as const;
  */
 export type Addressed = AppEnv & { readonly kind?: Kind };
 
-/** `job` and `env` first (defaulting to application and environment), then the rest in order. */
+/**
+ * `job` and `env` first (defaulting to application and environment), then the rest in order;
+ * with scrape settings Prometheus would take (checkScrapeSettings).
+ */
 export function withDefaults(labels: Labels, { application, environment }: AppEnv): Labels {
   const rest = Object.entries(labels).filter(([name]) => name !== "job" && name !== "env");
-  return Object.fromEntries([
+  const complete = Object.fromEntries([
     ["job", own(labels, "job") ?? application],
     ["env", own(labels, "env") ?? environment],
     ...rest,
   ]);
+  checkScrapeSettings(complete);
+  return complete;
+}
+
+/**
+ * `__scrape_interval__` and `__scrape_timeout__` as Prometheus reads them: durations, and a
+ * timeout no longer than the interval. Prometheus drops a target that breaks this and says so
+ * only in its log, where the status endpoint shows nothing but `missing`.
+ */
+function checkScrapeSettings(labels: Labels): void {
+  const durationOf = (name: "__scrape_interval__" | "__scrape_timeout__"): number | undefined => {
+    const given = own(labels, name);
+    if (given === undefined) return undefined;
+    const ms = parseDuration(given);
+    if (ms === undefined || ms === 0 || !Number.isFinite(ms)) {
+      throw new RuleError(400, `label ${JSON.stringify(name)} is ${JSON.stringify(given)}: give a Prometheus duration such as 15s or 1m`);
+    }
+    return ms;
+  };
+  const interval = durationOf("__scrape_interval__");
+  const timeout = durationOf("__scrape_timeout__");
+  if (interval !== undefined && timeout !== undefined && timeout > interval) {
+    throw new RuleError(
+      400,
+      `__scrape_timeout__ (${own(labels, "__scrape_timeout__")}) is longer than __scrape_interval__ (${own(labels, "__scrape_interval__")}): ` +
+        "Prometheus would drop the target; make the timeout at most the interval",
+    );
+  }
 }
 
 function describe({ application, environment, kind }: Addressed): string {

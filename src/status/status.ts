@@ -4,8 +4,8 @@ import type { Entry } from "../store.js";
 import { PrometheusTargets, type ProbeResult, type ProbeSnapshot, type SeenTarget, type Snapshot } from "./prometheus-targets.js";
 
 /**
- * "Is my target scraped?": each registered target, as each Prometheus
- * in PROMETHEUS_URL sees it. For a probe group, "does my URL answer?": each
+ * "Is my target scraped?" (docs/api.md): each registered target, as each Prometheus
+ * in PROMETHEUS_URL sees it. For a probe group, "does my URL answer?" (docs/probes.md): each
  * probe's last result from blackbox_exporter, as each Prometheus recorded it.
  * Knows nothing of HTTP; src/handlers/status.ts answers.
  */

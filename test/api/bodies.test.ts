@@ -1,7 +1,8 @@
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startTestService, type TestService } from "../helpers.js";
 
-describe("request bodies over HTTP (SPEC §3)", () => {
+describe("request bodies over HTTP (docs/api.md)", () => {
   let sd: TestService;
   beforeAll(async () => {
     sd = await startTestService({ env: { MAX_BODY_BYTES: "4096" } });
@@ -64,6 +65,21 @@ describe("request bodies over HTTP (SPEC §3)", () => {
     const answer = await sd.request("PUT", "/billing/prod", { body: "targets: [a:1]\nlabels:\n  port: 9100\n", contentType: "text/yaml" });
     expect(answer.status).toBe(400);
     expect(answer.body).toEqual({ message: 'label "port" must be a string; quote it: port: "9100"' });
+    const changed = await sd.request("PUT", "/billing/prod", { body: "targets: [a:1]\nlabels:\n  version: 1.10\n", contentType: "text/yaml" });
+    expect((changed.body as { message: string }).message).toBe(
+      'label "version" must be a string, but unquoted it was read as the number 1.1; put the value in quotes exactly as you mean it: version: "…"',
+    );
+  });
+
+  it("a Content-Encoding the reader does not know is a 415 naming the ones it does; names are case-insensitive", async () => {
+    for (const encoding of ["zstd", "gzip, gzip"]) {
+      const answer = await sd.request("PUT", "/billing/enc", { body: "targets=a:1", headers: { "Content-Encoding": encoding } });
+      expect(answer.status, encoding).toBe(415);
+      expect((answer.body as { message: string }).message).toBe(`Content-Encoding ${JSON.stringify(encoding)} is not supported: send the body as it is, or compressed once with gzip, deflate or br`);
+    }
+    const gzipped = await fetch(`${sd.url}/billing/enc`, { method: "PUT", headers: { "content-type": "application/x-www-form-urlencoded", "content-encoding": "GZIP" }, body: gzipSync("targets=gz:1") });
+    expect(gzipped.status).toBe(200);
+    expect((await sd.request("GET", "/billing/enc")).body).toEqual([{ targets: ["gz:1"], labels: { job: "billing", env: "enc" } }]);
   });
 
   it("a zero-length body or {} carries nothing: PUT needs targets or labels", async () => {

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { request, startTestService, type TestService } from "../helpers.js";
 
-/** SPEC §11 through a real listener, on the directory and (project api-on-etcd) on etcd. */
-describe("conditional writes: ETag, If-Match, If-None-Match (SPEC §11)", () => {
+/** docs/api.md through a real listener, on the directory and (project api-on-etcd) on etcd. */
+describe("conditional writes: ETag, If-Match, If-None-Match (docs/api.md)", () => {
   let sd: TestService;
   const path = "/cond/prod";
 
@@ -98,6 +98,15 @@ describe("conditional writes: ETag, If-Match, If-None-Match (SPEC §11)", () => 
     );
     const spaced = await put("targets=b:1", { "If-None-Match": '"a b"' });
     expect((spaced.body as { message: string }).message).toMatch(/^If-None-Match: "a b" is not an entity-tag: /);
+    expect((await sd.request("GET", "/cond/prod")).body).toEqual([{ targets: ["a:1"], labels: { job: "cond", env: "prod" } }]);
+  });
+
+  it("If-Match lists are read as lists: * stands alone, an empty list says so, every unquoted tag is quoted in the fix", async () => {
+    await put("targets=a:1");
+    const messageOf = async (value: string) => ((await put("targets=b:1", { "If-Match": value })).body as { message: string }).message;
+    expect(await messageOf('*, "x"')).toBe('If-Match: * stands alone: send If-Match: * or a list of entity-tags, not both');
+    expect(await messageOf(",")).toMatch(/^If-Match: , lists no entity-tag/);
+    expect(await messageOf('"a", b')).toMatch(/^If-Match: b is not an entity-tag: .* Did you mean If-Match: "a", "b"\?$/);
     expect((await sd.request("GET", "/cond/prod")).body).toEqual([{ targets: ["a:1"], labels: { job: "cond", env: "prod" } }]);
   });
 

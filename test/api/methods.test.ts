@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { filesIn, startTestService, type TestService } from "../helpers.js";
 
-/** SPEC §5–§6 through a real listener: every answer checked against the file Prometheus reads. */
-describe("PUT, POST and DELETE (SPEC §5, §6)", () => {
+/** docs/api.md through a real listener: every answer checked against the file Prometheus reads. */
+describe("PUT, POST and DELETE (docs/api.md)", () => {
   let sd: TestService;
   const path = "/billing/prod-hou";
   const defaults = { job: "billing", env: "prod-hou" };

@@ -18,7 +18,7 @@ describe("query parameters", () => {
   it("a misspelt ?ttl= is a 400 that says what was meant, and registers nothing", async () => {
     const answer = await sd.request("POST", "/typo/prod?tll=60s", { body: "targets=host1:9100" });
     expect(answer.status).toBe(400);
-    expect(message(answer)).toBe('unknown query parameter "tll": POST /<application>/<environment> takes ?ttl=; did you mean ?ttl=?. Nothing was changed');
+    expect(message(answer)).toBe('unknown query parameter "tll" (did you mean ?ttl=?): POST /<application>/<environment> takes ?ttl=. Nothing was changed');
     expect((await sd.request("GET", "/typo/prod")).body).toEqual([]);
     expect(await sd.fileOf("typo", "prod")).toBeUndefined();
   });
@@ -27,8 +27,12 @@ describe("query parameters", () => {
     await sd.request("PUT", "/billing/prod", { body: "targets=b:1" });
     const answer = await sd.request("GET", "/?app=billing");
     expect(answer.status).toBe(400);
-    expect(message(answer)).toBe('unknown query parameter "app": GET / takes ?application=, ?environment=, ?q=; did you mean ?application=?. Nothing was changed');
+    expect(message(answer)).toBe('unknown query parameter "app" (did you mean ?application=?): GET / takes ?application=, ?environment=, ?q=. Nothing was changed');
     expect(((await sd.request("GET", "/?application=billing")).body as { groups: unknown[] }).groups).toHaveLength(1);
+    // The page's filter, asked of the JSON index, would look filtered and list everything.
+    const page = await sd.request("GET", "/?q=billing");
+    expect(page.status).toBe(400);
+    expect(message(page)).toMatch(/^\?q= is the page's filter/);
   });
 
   it("?ttl= on DELETE says where it belongs", async () => {

@@ -20,7 +20,7 @@ function rawRequest(base: string, method: string, path: string): Promise<{ statu
   });
 }
 
-describe("routes (SPEC §2)", () => {
+describe("routes (docs/api.md)", () => {
   let sd: TestService;
   beforeAll(async () => {
     sd = await startTestService();

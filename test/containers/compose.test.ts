@@ -198,6 +198,18 @@ describe("Compose hands the service every setting of .env", () => {
     expect(config.etcd?.groupSelector?.text).toBe('{region="eu"}');
   });
 
+  it("docker-compose.yml and docker-compose.etcd.yml with .env-sample as shipped: the service accepts what they pass", async () => {
+    const sample = join(ROOT, ".env-sample");
+    const fileMode = loadConfig(passed((await resolvedOk(sample, ["docker-compose.yml"]))["file-sd"]));
+    expect(fileMode.etcd).toBeUndefined();
+    expect(fileMode.prometheus?.urls).toEqual(["http://prometheus:9090"]);
+    for (const instance of ["file-sd-a", "file-sd-b"]) {
+      const etcdMode = loadConfig(passed((await resolvedOk(sample, ["docker-compose.etcd.yml"]))[instance]));
+      expect(etcdMode.etcd?.prefix, instance).toBe("/file-sd-writer/");
+      expect(etcdMode.etcd?.timeoutMs, instance).toBe(5000);
+    }
+  });
+
   it(".env-sample means the same to Compose as to `set -a; . ./.env; set +a` (make run)", async () => {
     const services = await resolvedOk(join(ROOT, ".env-sample"), ["docker-compose.yml"]);
     const environment = services["file-sd"]?.environment ?? {};

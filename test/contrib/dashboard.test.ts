@@ -47,7 +47,7 @@ const BUILT_IN_PANELS = new Set(["row", "stat", "timeseries", "gauge", "bargauge
  * blackbox_exporter `probe_success` for the probes (the alerts on them, docs/probes.md).
  */
 const SCRAPE_SERIES = new Set(["up", "probe_success"]);
-/** What the dashboard must show (SPEC, issue 12): requests, rejections, latencies, groups, targets, outside changes. */
+/** What the dashboard must show (issue 12): requests, rejections, latencies, groups, targets, outside changes. */
 const REQUIRED = [
   "file_sd_http_requests_total",
   "file_sd_http_request_duration_seconds_bucket",

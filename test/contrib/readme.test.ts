@@ -4,17 +4,17 @@ import { afterEach, describe, expect, it } from "vitest";
 import { makeTempDir, removeDir, startTestService, type TestService } from "../helpers.js";
 import { ROOT } from "./support.js";
 
-/** README's "Dependencies and why" stays true: every package is in it, and its safety claim holds. */
+/** docs/design.md's "Dependencies and why" stays true: every package is in it, and its safety claim holds. */
 
 async function readmeSection(heading: string): Promise<string> {
-  const readme = await readFile(join(ROOT, "README.md"), "utf8");
+  const readme = await readFile(join(ROOT, "docs", "design.md"), "utf8");
   const start = readme.indexOf(`\n## ${heading}\n`);
-  expect(start, `README has no "## ${heading}"`).toBeGreaterThan(0);
+  expect(start, `docs/design.md has no "## ${heading}"`).toBeGreaterThan(0);
   const end = readme.indexOf("\n## ", start + 1);
   return readme.slice(start, end < 0 ? undefined : end);
 }
 
-describe("README: Dependencies and why", () => {
+describe("docs/design.md: Dependencies and why", () => {
   let scratch = "";
   let service: TestService | undefined;
   afterEach(async () => {

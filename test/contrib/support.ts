@@ -10,7 +10,10 @@ export const CONTRIB = resolve(ROOT, "contrib");
 export const SYSTEMD_ANALYZE: Tool = { name: "systemd-analyze", envVar: "SYSTEMD_ANALYZE_BIN", debianPackage: "systemd" };
 export const CURL: Tool = { name: "curl", envVar: "CURL_BIN", debianPackage: "curl" };
 
+export const SYSTEMD_SYSUSERS: Tool = { name: "systemd-sysusers", envVar: "SYSTEMD_SYSUSERS_BIN", debianPackage: "systemd" };
+
 export const findSystemdAnalyze = (): string => findTool(SYSTEMD_ANALYZE);
+export const findSystemdSysusers = (): string => findTool(SYSTEMD_SYSUSERS);
 export const findCurl = (): string => findTool(CURL);
 
 export interface Run {
@@ -44,3 +47,27 @@ export function run(
     );
   });
 }
+
+export type Directives = Map<string, string[]>;
+
+/** `[Section]` → key → every value given, in order (systemd keys may repeat). */
+export function parseUnit(text: string): Map<string, Directives> {
+  const sections = new Map<string, Directives>();
+  let current: Directives | undefined;
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
+    const section = /^\[(.+)\]$/.exec(line);
+    if (section !== null) {
+      current = new Map();
+      sections.set(section[1] ?? "", current);
+      continue;
+    }
+    const equals = line.indexOf("=");
+    if (current === undefined || equals < 0) throw new Error(`unexpected line in a unit file: ${line}`);
+    const key = line.slice(0, equals).trim();
+    current.set(key, [...(current.get(key) ?? []), line.slice(equals + 1).trim()]);
+  }
+  return sections;
+}
+

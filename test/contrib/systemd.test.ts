@@ -2,7 +2,7 @@ import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTempDir, removeDir } from "../helpers.js";
-import { CONTRIB, findSystemdAnalyze, ROOT, run } from "./support.js";
+import { CONTRIB, findSystemdAnalyze, parseUnit, ROOT, run, type Directives } from "./support.js";
 
 /**
  * The systemd units in contrib/systemd, checked with systemd's own `systemd-analyze` (no
@@ -18,29 +18,6 @@ const INSTALLED_PROGRAMS: Readonly<Record<string, string>> = {
   "/usr/bin/node": process.execPath,
   "/usr/local/bin/file-sd-register": join(SYSTEMD, "file-sd-register"),
 };
-
-type Directives = Map<string, string[]>;
-
-/** `[Section]` → key → every value given, in order (systemd keys may repeat). */
-function parseUnit(text: string): Map<string, Directives> {
-  const sections = new Map<string, Directives>();
-  let current: Directives | undefined;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
-    const section = /^\[(.+)\]$/.exec(line);
-    if (section !== null) {
-      current = new Map();
-      sections.set(section[1] ?? "", current);
-      continue;
-    }
-    const equals = line.indexOf("=");
-    if (current === undefined || equals < 0) throw new Error(`unexpected line in a unit file: ${line}`);
-    const key = line.slice(0, equals).trim();
-    current.set(key, [...(current.get(key) ?? []), line.slice(equals + 1).trim()]);
-  }
-  return sections;
-}
 
 async function unit(name: string): Promise<Map<string, Directives>> {
   return parseUnit(await readFile(join(SYSTEMD, name), "utf8"));

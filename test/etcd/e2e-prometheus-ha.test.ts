@@ -7,7 +7,7 @@ import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 import { startPrometheus, targetsFromFile, waitForTargets, type RunningPrometheus } from "../support/prometheus.js";
 
 /**
- * An HA Prometheus pair the way SPEC §9 means it: two real Prometheus servers,
+ * An HA Prometheus pair the way docs/etcd.md means it: two real Prometheus servers,
  * each reading the directory of its own instance, one registry in etcd.
  */
 describe("an HA Prometheus pair, each beside its own instance", () => {

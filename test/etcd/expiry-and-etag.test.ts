@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, request, startTestService, type TestService } from "../helpers.js";
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 
-/** SPEC §10 and §11 across instances, with a real three-member etcd cluster. */
+/** docs/api.md across instances, with a real three-member etcd cluster. */
 describe("ETag and expiry across instances", () => {
   let cluster: EtcdCluster;
   const started: TestService[] = [];
@@ -24,7 +24,7 @@ describe("ETag and expiry across instances", () => {
   afterAll(async () => {
     await Promise.all(started.map((sd) => sd.close()));
     await cluster?.stop();
-    console.log(`etcd §10/§11:\n  ${report.join("\n  ")}`);
+    console.log(`etcd ?ttl= and ETag:\n  ${report.join("\n  ")}`);
   });
 
   it("every instance gives the same ETag; a stale If-Match from another instance is a 412 that changes nothing", async () => {

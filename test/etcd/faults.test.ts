@@ -12,7 +12,7 @@ const ETCD_TIMEOUT_MS = 2000;
 const FOREIGN_FILE = "notes.txt";
 
 /**
- * SPEC §9 under faults, with a real three-member cluster and write load:
+ * docs/etcd.md under faults, with a real three-member cluster and write load:
  * a member lost, quorum lost and back, an instance SIGKILLed, a compaction
  * past an instance's watch. Each scenario reports sent / acknowledged / lost.
  */

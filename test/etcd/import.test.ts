@@ -18,7 +18,7 @@ function runImport(args: string[], env: Record<string, string>): Promise<{ code:
   });
 }
 
-/** The one-shot import from a file-mode directory into etcd (SPEC §9), as the built command. */
+/** The one-shot import from a file-mode directory into etcd (docs/etcd.md), as the built command. */
 describe("node dist/import.js", () => {
   let cluster: EtcdCluster;
   let directory: string;
@@ -117,6 +117,9 @@ describe("node dist/import.js", () => {
     const none = await runImport([directory], { ETCD_ENDPOINTS: "" });
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/ETCD_ENDPOINTS is not set/);
+    const missing = await runImport(["/nonexistent/file_sd"], { ETCD_ENDPOINTS: cluster.endpoints.join(",") });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^the directory \/nonexistent\/file_sd cannot be read: /);
     const bad = await runImport(["--force", directory], { ETCD_ENDPOINTS: cluster.endpoints.join(",") });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/unknown option --force[\s\S]*usage: node dist\/import\.js/);

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,7 +9,7 @@ import { AckLedger, readDirectoryState, readServedState, runWriters, seededRando
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 
 /**
- * SPEC §9 with a real three-member etcd cluster: several instances, each with
+ * docs/etcd.md with a real three-member etcd cluster: several instances, each with
  * its own directory, serve one registry.
  */
 describe("several instances, one registry in etcd", () => {
@@ -133,6 +133,53 @@ describe("several instances, one registry in etcd", () => {
     } finally {
       await eu.close();
       await rest.close();
+    }
+  });
+
+  it("a key whose names the API would refuse (an earlier version's 128 + 128) is ignored: a new instance is ready, and serves the rest", async () => {
+    const long = `${"a".repeat(128)}@${"e".repeat(128)}`;
+    await cluster.etcdctl(["put", `${prefix}groups/${long}`, serializeGroup({ targets: ["old:1"], labels: { job: "a", env: "e" } })]);
+    const [a] = instances as [TestService];
+    expect((await a.request("PUT", "/fine/prod", { body: "targets=f:1" })).status).toBe(200);
+    const fresh = await start();
+    try {
+      expect((await fresh.request("GET", "/fine/prod")).body).toEqual([{ targets: ["f:1"], labels: { job: "fine", env: "prod" } }]);
+      expect(await fresh.fileOf("fine", "prod")).toEqual([{ targets: ["f:1"], labels: { job: "fine", env: "prod" } }]);
+      expect((await filesIn(fresh.directory)).filter((name) => name.startsWith("aaaa"))).toEqual([]);
+    } finally {
+      await fresh.close();
+      await cluster.etcdctl(["del", `${prefix}groups/${long}`]);
+      await a.request("DELETE", "/fine/prod");
+    }
+  });
+
+  it("a file an instance cannot write: it stays ready, and writes the file once it can", async () => {
+    const [a, b] = instances as [TestService, TestService];
+    // A directory where the file should be: every write of it fails with EISDIR.
+    await mkdir(join(b.directory, "blocked@prod.json"));
+    expect((await a.request("PUT", "/blocked/prod", { body: "targets=x:1" })).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await b.request("GET", "/-/ready")).status).toBe(200);
+    expect((await b.request("GET", "/blocked/prod")).body).toEqual([{ targets: ["x:1"], labels: { job: "blocked", env: "prod" } }]);
+    await rmdir(join(b.directory, "blocked@prod.json"));
+    await eventually(async () => JSON.stringify(await b.fileOf("blocked", "prod")) === JSON.stringify([{ targets: ["x:1"], labels: { job: "blocked", env: "prod" } }]), 6000, "the file once it can be written");
+    await a.request("DELETE", "/blocked/prod");
+  });
+
+  it("a group larger than etcd takes in one request is a 413 at once, naming the limit, and nothing changes", async () => {
+    const big = await start({ MAX_BODY_BYTES: String(4 * 1024 * 1024) });
+    try {
+      const targets = Array.from({ length: 120_000 }, (_, i) => `h${i}:9100`).join(",");
+      const started = Date.now();
+      const answer = await big.request("PUT", "/huge/prod", { body: `targets=${targets}` });
+      expect(answer.status, JSON.stringify(answer.body).slice(0, 300)).toBe(413);
+      expect((answer.body as { message: string }).message).toMatch(/^huge@prod\.json would take \d+ bytes in etcd, more than etcd accepts in one request \(its --max-request-bytes/);
+      expect(Date.now() - started).toBeLessThan(4000);
+      expect((await big.request("GET", "/huge/prod")).body).toEqual([]);
+      expect((await big.request("PUT", "/huge/prod", { body: "targets=small:1" })).status).toBe(200);
+      await big.request("DELETE", "/huge/prod");
+    } finally {
+      await big.close();
     }
   });
 

@@ -4,7 +4,7 @@ import { ConfigError, loadConfig } from "../../src/config.js";
 import { parseGroupSelector, SelectorError } from "../../src/etcdstore/selector.js";
 import { formatDuration, parseDuration } from "../../src/parse/duration.js";
 
-describe("etcd configuration (SPEC §9)", () => {
+describe("etcd configuration (docs/etcd.md)", () => {
   it("without ETCD_ENDPOINTS the directory is the registry", () => {
     expect(loadConfig({}).etcd).toBeUndefined();
   });

@@ -9,7 +9,7 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 
 /**
  * File mode keeps deadlines in `<application>@<environment>.expires` beside the
- * group file (SPEC §10). These tests set up the directory states a crash can
+ * group file (docs/api.md). These tests set up the directory states a crash can
  * leave and check what a start makes of them, then SIGKILL a real process
  * while it writes expiries.
  */

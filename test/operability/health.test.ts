@@ -74,6 +74,7 @@ describe("health and readiness", () => {
     expect(answer.status).toBe(404);
     expect((answer.body as { message: string }).message).toMatch(/^no endpoint \/-\/healthz; did you mean \/-\/healthy\? Paths under \/-\/ are the service's own: \/-\/healthy, \/-\/ready, /);
     expect(await service.fileOf("-", "healthz")).toBeUndefined();
+    expect(((await service.request("GET", "/-/x/y")).body as { message: string }).message).toMatch(/^no endpoint \/-\/x\/y\. Paths under/);
     for (const [path, guess] of [["/-/readyz", "/-/ready"], ["/-/http-sd", "/-/http_sd"], ["/-/ui/", "/-/ui/app.js"], ["/-/statuz", "/-/status"], ["/-/x/y/status", undefined]] as const) {
       const missing = await service.request("GET", path);
       expect(missing.status, path).toBe(404);

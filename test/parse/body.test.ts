@@ -12,7 +12,7 @@ function refusal(text: string, format: BodyFormat): RuleError {
   throw new Error(`expected ${JSON.stringify(text)} to be refused`);
 }
 
-describe("content types (SPEC §3)", () => {
+describe("content types (docs/api.md)", () => {
   it.each([
     ["application/json", "json"],
     ["application/json; charset=utf-8", "json"],
@@ -71,6 +71,17 @@ describe("JSON and YAML bodies", () => {
     expect(refusal("labels:\n  port: 9100\n", "yaml").message).toBe('label "port" must be a string; quote it: port: "9100"');
     expect(refusal("labels:\n  enabled: true\n", "yaml").message).toContain('quote it: enabled: "true"');
     expect(refusal('{"labels": {"port": 9100}}', "json").message).toContain('quote it: "port": "9100"');
+    // What the parser changed cannot be shown as written: 1.10 was read as 1.1, 0x1F as 31.
+    for (const [body, format, read] of [
+      ["labels:\n  version: 1.10\n", "yaml", "the number 1.1"],
+      ["labels:\n  mask: 0x1F\n", "yaml", "the number 31"],
+      ['{"labels": {"version": 1.10}}', "json", "the number 1.1"],
+      ["labels:\n  x: ~\n", "yaml", "null"],
+    ] as const) {
+      const message = refusal(body, format).message;
+      expect(message, body).toContain(`unquoted it was read as ${read}; put the value in quotes exactly as you mean it`);
+      expect(message).not.toMatch(/quote it: .*"(1\.1|31)"/);
+    }
   });
 
   it("YAML is parsed with a safe schema: no custom tags, dates stay strings", () => {
@@ -121,7 +132,25 @@ describe("form bodies", () => {
 
   it("an empty item is refused", () => {
     expect(refusal("targets=a:1,,b:2", "form").message).toContain("empty item");
-    expect(refusal("targets=", "form").message).toContain("empty item");
+    expect(refusal("targets=", "form").message).toBe('"targets" is empty: give at least one host:port, e.g. targets=host1:9100,host2:9100');
+  });
+
+  it("a misspelt targets key is refused instead of becoming a label", () => {
+    for (const key of ["target", "Targets", "TARGETS", "tragets", "targest", "labels"]) {
+      expect(refusal(`${key}=a:1`, "form").message, key).toMatch(new RegExp(`^"${key}" looks like a misspelt "targets" .*send JSON or YAML$`));
+    }
+    expect(parseBody("targets=a:1&team=core&tier=x", "form")).toEqual({ targets: ["a:1"], labels: { team: "core", tier: "x" } });
+  });
+
+  it("the newline that ends a file sent with --data-binary ends the body, not the last value", () => {
+    expect(parseBody("targets=a:1&team=a\n", "form")).toEqual({ targets: ["a:1"], labels: { team: "a" } });
+    expect(parseBody("targets=a:1&team=a\r\n", "form")).toEqual({ targets: ["a:1"], labels: { team: "a" } });
+  });
+
+  it("label values must be text Prometheus keeps, and __scheme__ a scheme it scrapes with", () => {
+    expect(refusal('{"targets": ["a:1"], "labels": {"x": "\\ud800"}}', "json").message).toMatch(/^label "x" holds half of a UTF-16 surrogate pair/);
+    expect(refusal("targets=a:1&__scheme__=https://evil.example/%23", "form").message).toBe('label "__scheme__" is "https://evil.example/#"; Prometheus scrapes with http or https only');
+    expect(parseBody("targets=a:1&__scheme__=https", "form")).toEqual({ targets: ["a:1"], labels: { __scheme__: "https" } });
   });
 
   it("a label given twice is refused", () => {

@@ -8,7 +8,7 @@ const dnsName = fc.array(dnsLabel, { minLength: 1, maxLength: 4 }).map((labels) 
 const ipv4 = fc.ipV4();
 const port = fc.integer({ min: 1, max: 65535 }).map(String);
 
-describe("targets (SPEC §4)", () => {
+describe("targets (docs/api.md)", () => {
   it.each([
     "localhost",
     "localhost:1234",
@@ -31,7 +31,11 @@ describe("targets (SPEC §4)", () => {
     ["dartr.hou.flightaware.com:151234", "port"],
     ["-host:9100", "not a DNS name"],
     ["host-:9100", "not a DNS name"],
-    ["ho st:9100", "not a DNS name"],
+    ["ho st:9100", "separate targets with commas"],
+    ["a:1 b:1", "separate targets with commas"],
+    ["a:1;b:1", "separate targets with commas"],
+    ["host:9100:1", "it has 2 colons; a target is host or host:port"],
+    ["2001:db8::1", "put IPv6 addresses in brackets"],
     ["host.:9100", "not a DNS name"],
     ["10.0.0.256:9100", "not a DNS name or IPv4"],
     ["2001:db8::1", "brackets"],
@@ -67,7 +71,7 @@ describe("targets (SPEC §4)", () => {
   });
 });
 
-describe("label names (SPEC §4)", () => {
+describe("label names (docs/api.md)", () => {
   it.each(["team", "_private", "__metrics_path__", "__scheme__", "__param_module", "a1"])("accepts %s", (name) => {
     expect(labelNameProblem(name)).toBeUndefined();
   });
@@ -90,7 +94,7 @@ describe("label names (SPEC §4)", () => {
   });
 });
 
-describe("application and environment names (SPEC §2)", () => {
+describe("application and environment names (docs/api.md)", () => {
   it.each(["billing", "prod-hou", "a", "A_1.b-c", "_x", "9", "x".repeat(128)])("accepts %s", (name) => {
     expect(isValidName(name)).toBe(true);
   });

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { load } from "js-yaml";
+import { codeBlocks } from "../support/markdown.js";
 
 /**
  * What docs/probes.md shows, for the tests that run it: its YAML blocks (the Prometheus job,
@@ -18,8 +19,7 @@ interface Block {
 }
 
 async function blocks(): Promise<Block[]> {
-  const markdown = await readFile(PROBES_DOC, "utf8");
-  return [...markdown.matchAll(/^```([a-z]*)\n([\s\S]*?)^```$/gm)].map(([, language = "", text = ""]) => ({ language, text }));
+  return codeBlocks(await readFile(PROBES_DOC, "utf8")).map((block) => ({ language: block.language, text: block.lines.map((line) => `${line}\n`).join("") }));
 }
 
 /** The one YAML block of the page that `matches`, parsed. */

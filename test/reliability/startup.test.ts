@@ -112,7 +112,7 @@ describe("start-up on a crowded directory", () => {
     expect((await stat(join(directory, "dir@entry.json"))).isDirectory()).toBe(true);
     expect(names.size).toBe(GOOD + Object.keys(CORRUPT).length + Object.keys(FOREIGN).length + 2);
 
-    // SPEC: start-up stays under a second. Reading 1,000 small files takes a
+    // The goal: start-up stays under a second. Reading 1,000 small files takes a
     // fraction of that even on a busy machine; this bound is the spec's, not a benchmark.
     expect(openMs).toBeLessThan(1000);
   });

@@ -13,7 +13,7 @@ const defaults = { job: "billing", env: "prod-hou" };
 const T0 = Date.UTC(2026, 0, 1);
 
 
-describe("deadlines (SPEC §10)", () => {
+describe("deadlines (docs/api.md)", () => {
   it("PUT with a ttl gives every named target now + ttl; without one they are permanent", () => {
     const put = putRegistration(undefined, { targets: ["a:1", "b:2"] }, appEnv, { now: T0, ttlMs: 60_000 });
     expect(put.expires).toEqual(deadlines({ "a:1": T0 + 60_000, "b:2": T0 + 60_000 }));
@@ -38,7 +38,7 @@ describe("deadlines (SPEC §10)", () => {
     expect(more.expires).toEqual(deadlines({ "a:1": T0 + 5000, "b:2": T0 + 5000 }));
   });
 
-  it("POST without a ttl keeps §6: a registered target is refused; a new one is permanent", () => {
+  it("POST without a ttl keeps the method rules: a registered target is refused; a new one is permanent", () => {
     const current = postRegistration(undefined, { targets: ["a:1"] }, appEnv, { now: T0, ttlMs: 3000 });
     expect(refused(() => postRegistration(current, { targets: ["a:1"] }, appEnv, { now: T0 })).message).toContain("already registered");
     expect(postRegistration(current, { targets: ["b:2"] }, appEnv, { now: T0 }).expires).toEqual(deadlines({ "a:1": T0 + 3000 }));
@@ -87,7 +87,7 @@ describe("properties with a driven clock", () => {
    * that named it decides (a ttl: a deadline; none: permanent). After every
    * step, with the clock driven forward and expiry run as the scheduler would:
    * no target outlives its deadline, a deadline only belongs to a target of the
-   * group, labels are those of §6 alone, and targets not yet due are all there.
+   * group, labels are those of the method rules alone, and targets not yet due are all there.
    */
   it("no target outlives its deadline; renewals, permanence and last-target expiry follow the requests", () => {
     fc.assert(
@@ -119,7 +119,7 @@ describe("properties with a driven clock", () => {
               expect(error).toBeInstanceOf(RuleError);
               continue;
             }
-            // Without a ttl the group is exactly what the §6 rules give.
+            // Without a ttl the group is exactly what the method rules give.
             if (timing.ttlMs === undefined) {
               const rule = s.kind === "PUT" ? applyPut : s.kind === "POST" ? applyPost : applyDelete;
               expect(next?.group ?? null).toEqual(rule(plainGroup, s.change, appEnv));

@@ -46,6 +46,19 @@ describe("PUT", () => {
   });
 });
 
+describe("scrape settings", () => {
+  it("a timeout longer than the interval, or one that is not a duration, is refused whichever method sets it", () => {
+    const labels = (interval: string, timeout: string) => ({ __scrape_interval__: interval, __scrape_timeout__: timeout });
+    expect(refused(() => applyPut(undefined, { targets: ["a:1"], labels: labels("5s", "10s") }, appEnv)).message).toBe(
+      "__scrape_timeout__ (10s) is longer than __scrape_interval__ (5s): Prometheus would drop the target; make the timeout at most the interval",
+    );
+    expect(applyPut(undefined, { targets: ["a:1"], labels: labels("5s", "5s") }, appEnv).labels).toMatchObject(labels("5s", "5s"));
+    expect(refused(() => applyPut(undefined, { targets: ["a:1"], labels: { __scrape_interval__: "fast" } }, appEnv)).message).toMatch(/^label "__scrape_interval__" is "fast"/);
+    const current = applyPut(undefined, { targets: ["a:1"], labels: labels("30s", "10s") }, appEnv);
+    expect(refused(() => applyPost(current, { labels: { __scrape_interval__: "5s" } }, appEnv)).message).toMatch(/is longer than __scrape_interval__ \(5s\)/);
+  });
+});
+
 describe("POST", () => {
   it("appends new targets in the order sent", () => {
     expect(applyPost(group(["a:1"]), { targets: ["c:3", "b:2"] }, appEnv).targets).toEqual(["a:1", "c:3", "b:2"]);

@@ -10,7 +10,7 @@ import { freePort } from "../support/ports.js";
 import { activeTargets, startPrometheus, type RunningPrometheus } from "../support/prometheus.js";
 
 /**
- * SPEC §12 against two real Prometheus servers (Debian's), scraping every second:
+ * docs/api.md against two real Prometheus servers (Debian's), scraping every second:
  * `byFile` reads the directory through file_sd_configs (not the files starting
  * with `z`), `byHttp` asks /-/http_sd for a few applications. Both drop the
  * application `dropme` by relabelling. A real loopback exporter is the target

@@ -55,7 +55,13 @@ describe("the status routes", () => {
     expect(answer.status).toBe(400);
   });
 
-  it.each(["abc", "11m", "-1s", "1.5s", "30", "10m1s", ""])("?wait=%s is a 400 naming the value and the accepted form", async (wait) => {
+  it.each(["11m", "10m1s", "99999999999999999999d"])("?wait=%s, a duration over 10m, is a 400 that says so", async (wait) => {
+    const answer = await off.request("GET", `/billing/prod/status?wait=${encodeURIComponent(wait)}`);
+    expect(answer.status).toBe(400);
+    expect((answer.body as { message: string }).message).toBe(`?wait=${JSON.stringify(wait)} is longer than a status waits (10m at most); wait again after it answers, e.g. in a loop`);
+  });
+
+  it.each(["abc", "-1s", "1.5s", "30", ""])("?wait=%s is a 400 naming the value and the accepted form", async (wait) => {
     for (const service of [off, nobody]) {
       const answer = await service.request("GET", `/billing/prod/status?wait=${encodeURIComponent(wait)}`);
       expect(answer.status).toBe(400);

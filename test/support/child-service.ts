@@ -53,6 +53,8 @@ export interface ChildServiceOptions {
   readonly startTimeoutMs?: number;
   /** Working directory of the child; a relative path it wrongly wrote to would land here. */
   readonly cwd?: string;
+  /** The child's open-files limit (ulimit -n), as a container or a unit may set it. */
+  readonly openFilesLimit?: number;
 }
 
 /**
@@ -69,7 +71,10 @@ export async function startChildService(options: ChildServiceOptions): Promise<C
   }
   const startTimeoutMs = options.startTimeoutMs ?? 20_000;
   const started = Date.now();
-  const child = spawn(process.execPath, ["--import", ORPHAN_GUARD, MAIN_SCRIPT], {
+  const node = [process.execPath, "--import", ORPHAN_GUARD, MAIN_SCRIPT];
+  const [command, ...args] =
+    options.openFilesLimit === undefined ? node : ["/bin/sh", "-c", `ulimit -n ${options.openFilesLimit} && exec "$0" "$@"`, ...node];
+  const child = spawn(command!, args, {
     env: {
       ...process.env,
       FILE_SD_DIRECTORY: options.directory,
