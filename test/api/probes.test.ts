@@ -114,7 +114,7 @@ describe("the probe group of an application/environment", () => {
     const matched = await sd.request("POST", PROBES, { body: { targets: ["https://b.example.com/"] }, headers: { "If-Match": tag } });
     expect(matched.status).toBe(200);
     expect(matched.headers.get("etag")).not.toBe(tag);
-    expect((await refused("PUT", `${PROBES}?tll=1h`, { targets: ["https://c.example.com/"] })).message).toMatch(/unknown query parameter "tll": PUT \/<application>\/<environment>\/probes takes \?ttl=/);
+    expect((await refused("PUT", `${PROBES}?tll=1h`, { targets: ["https://c.example.com/"] })).message).toMatch(/unknown query parameter "tll" \(did you mean \?ttl=\?\): PUT \/<application>\/<environment>\/probes takes \?ttl=/);
   });
 
   it("answers 405 with Allow to other methods, and HEAD like GET", async () => {
