@@ -26,8 +26,8 @@ ARG CONTAINER_GID=10001
 # --non-unique: the base image already has uid/gid 1000 (node), a common choice for CONTAINER_UID.
 RUN groupadd --non-unique --gid "${CONTAINER_GID}" file-sd \
  && useradd --non-unique --uid "${CONTAINER_UID}" --gid "${CONTAINER_GID}" --no-create-home --shell /usr/sbin/nologin file-sd \
- && mkdir /file_sd \
- && chown "${CONTAINER_UID}:${CONTAINER_GID}" /file_sd
+ && mkdir -p /file_sd/probes \
+ && chown "${CONTAINER_UID}:${CONTAINER_GID}" /file_sd /file_sd/probes
 WORKDIR /app
 # Owned by root and only readable by the service: it cannot change its own code.
 COPY package.json ./
@@ -40,7 +40,8 @@ ENV NODE_ENV=production \
     FILE_SD_DIRECTORY=/file_sd \
     BIND=0.0.0.0:12345 \
     LOGLEVEL=info
-# A new named volume starts as a copy of /file_sd, so it belongs to the service's user.
+# A new named volume starts as a copy of /file_sd, so it belongs to the service's user, and it
+# has probes/ from the start: Prometheus watches that folder only if it is there when it looks.
 VOLUME ["/file_sd"]
 EXPOSE 12345
 USER ${CONTAINER_UID}:${CONTAINER_GID}

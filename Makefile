@@ -16,7 +16,8 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 install: node_modules/.package-lock.json ## install dependencies (npm ci)
 
-# The tests run real programs from Debian packages: prometheus/promtool, docker-compose, a
+# The tests run real programs from Debian packages: prometheus/promtool, blackbox_exporter
+# (prometheus-blackbox-exporter, for the probes), docker-compose, a
 # three-member etcd (etcd-server, etcdctl from etcd-client), headless chromium,
 # systemd-analyze and systemd-sysusers (systemd), curl (contrib/systemd's register script) and jq
 # (the docs' one-liners, test/docs/), and for the image
@@ -24,7 +25,8 @@ install: node_modules/.package-lock.json ## install dependencies (npm ci)
 # drive iptables), catatonit for `podman kube play`'s pods and mmdebstrap for the base images.
 # A path names a helper podman keeps off PATH. As root (CI, a container) the missing ones are
 # installed with apt; otherwise make says how.
-TOOLS := prometheus:prometheus promtool:prometheus docker-compose:docker-compose etcd:etcd-server \
+TOOLS := prometheus:prometheus promtool:prometheus prometheus-blackbox-exporter:prometheus-blackbox-exporter \
+         docker-compose:docker-compose etcd:etcd-server \
          etcdctl:etcd-client chromium:chromium systemd-analyze:systemd openssl:openssl curl:curl \
          podman:podman runc:runc catatonit:catatonit mmdebstrap:mmdebstrap iptables:iptables \
          jq:jq /usr/lib/podman/netavark:netavark /usr/lib/podman/aardvark-dns:aardvark-dns
@@ -36,7 +38,7 @@ tools: ## make sure the programs the tests run are there (apt-get install as roo
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	else \
 	  echo "missing Debian packages: $$missing. Install them (sudo apt-get install $$missing)," \
-	       "or point PROMETHEUS_BIN, PROMTOOL_BIN, DOCKER_COMPOSE_BIN, ETCD_BIN, ETCDCTL_BIN, CHROMIUM_BIN, SYSTEMD_ANALYZE_BIN, CURL_BIN, PODMAN_BIN, MMDEBSTRAP_BIN at the binaries;" \
+	       "or point PROMETHEUS_BIN, PROMTOOL_BIN, BLACKBOX_EXPORTER_BIN, DOCKER_COMPOSE_BIN, ETCD_BIN, ETCDCTL_BIN, CHROMIUM_BIN, SYSTEMD_ANALYZE_BIN, CURL_BIN, PODMAN_BIN, MMDEBSTRAP_BIN at the binaries;" \
 	       "the tests then say which one is missing."; \
 	fi
 

@@ -7,7 +7,8 @@ import { EVERY_GROUP, type GroupSelector } from "./etcdstore/selector.js";
 import type { Store } from "./store.js";
 import { onlyGet } from "./handlers/allowed-methods.js";
 import { errorAnswers, logAppError, unreadableBody } from "./handlers/errors.js";
-import { deleteGroup, getGroup, methodNotAllowed, postGroup, putGroup, supportedEncoding } from "./handlers/groups.js";
+import { deleteGroup, getGroup, GROUP_ROUTES, methodNotAllowed, postGroup, putGroup, supportedEncoding } from "./handlers/groups.js";
+import { KINDS } from "./model.js";
 import { acceptsOnly, hostRequired, notFound, reservedNotFound } from "./handlers/unknown.js";
 import { healthy, ready, type Readiness } from "./handlers/health.js";
 import { httpSd } from "./handlers/http-sd.js";
@@ -72,8 +73,7 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
   });
 
   const none = (route: string) => acceptsOnly(route, []);
-  const filters = (route: string) => acceptsOnly(route, ["application", "environment"]);
-  const GROUP = "/<application>/<environment>";
+  const kindFilters = (route: string) => acceptsOnly(route, ["application", "environment", "kind"]);
   const ttlElsewhere = new Map([["ttl", "?ttl= is for PUT and POST; DELETE removes targets at once"]]);
 
   const router = new Router();
@@ -86,11 +86,11 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     .all("/-/healthy", onlyGet)
     .get("/-/ready", none("/-/ready"), ready(readiness))
     .all("/-/ready", onlyGet)
-    .get("/-/http_sd", filters("/-/http_sd"), guards.read, httpSd(store, share))
+    .get("/-/http_sd", kindFilters("/-/http_sd"), guards.read, httpSd(store, share))
     .all("/-/http_sd", onlyGet)
     .get("/-/openapi.json", none("/-/openapi.json"), openapi)
     .all("/-/openapi.json", onlyGet)
-    .get("/-/status", filters("/-/status"), guards.read, allStatus(store, status))
+    .get("/-/status", kindFilters("/-/status"), guards.read, allStatus(store, status))
     .all("/-/status", onlyGet);
   // The page's scripts, stylesheet and icon: no registered data, so never a token.
   router
@@ -104,16 +104,23 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     .all("/-/ui/icon.svg", onlyGet);
   // Every other /-/ path: after the endpoints above, before /<application>/<environment> would take "-" for a name.
   router.all("/-/{*rest}", reservedNotFound);
-  // Is it scraped?
-  router
-    .get("/:application/:environment/status", acceptsOnly(`${GROUP}/status`, ["wait"]), guards.read, groupStatus(status))
-    .all("/:application/:environment/status", onlyGet);
-  router
-    .get("/:application/:environment", none(GROUP), guards.read, getGroup(store))
-    .put("/:application/:environment", acceptsOnly(GROUP, ["ttl"]), guards.write, supportedEncoding, body, putGroup(store))
-    .post("/:application/:environment", acceptsOnly(GROUP, ["ttl"]), guards.write, supportedEncoding, body, postGroup(store))
-    .delete("/:application/:environment", acceptsOnly(GROUP, [], ttlElsewhere), guards.write, supportedEncoding, body, deleteGroup(store))
-    .all("/:application/:environment", methodNotAllowed);
+  // Is it scraped? Does it answer? The same handler for both kinds.
+  for (const kind of KINDS) {
+    const path = kind === "probes" ? "/:application/:environment/probes/status" : "/:application/:environment/status";
+    router.get(path, acceptsOnly(`${GROUP_ROUTES[kind]}/status`, ["wait"]), guards.read, groupStatus(status, kind)).all(path, onlyGet);
+  }
+  // A group and its probe group: the same rules and handlers, the kind picks the grammar and the
+  // folder. A token that may change an application may change its probes (guards.write reads the application).
+  for (const kind of KINDS) {
+    const path = kind === "probes" ? "/:application/:environment/probes" : "/:application/:environment";
+    const route = GROUP_ROUTES[kind];
+    router
+      .get(path, none(route), guards.read, getGroup(store, kind))
+      .put(path, acceptsOnly(route, ["ttl"]), guards.write, supportedEncoding, body, putGroup(store, kind))
+      .post(path, acceptsOnly(route, ["ttl"]), guards.write, supportedEncoding, body, postGroup(store, kind))
+      .delete(path, acceptsOnly(route, [], ttlElsewhere), guards.write, supportedEncoding, body, deleteGroup(store, kind))
+      .all(path, methodNotAllowed(kind));
+  }
   return router;
 }
 

@@ -5,6 +5,7 @@ import { RuleError, type RejectReason } from "./errors.js";
 import type { EtcdObserver } from "./etcdstore/etcd-store.js";
 import type { StoreObserver } from "./filestore/store.js";
 import type { Entry } from "./store.js";
+import { KINDS, type Kind } from "./model.js";
 
 /**
  * Everything `/metrics` shows. One Registry per service, not prom-client's
@@ -162,22 +163,28 @@ export function createMetrics(): ServiceMetrics {
       this.set(readiness.notReadyBecause() === undefined ? 1 : 0);
     },
   });
+  // By kind: scrape groups and probe groups are counted apart, and sum() counts every file.
+  const count = (what: (entry: Entry) => number): Map<Kind, number> => {
+    const counts = new Map(KINDS.map((kind) => [kind, 0]));
+    for (const entry of registered.list()) counts.set(entry.id.kind, (counts.get(entry.id.kind) ?? 0) + what(entry));
+    return counts;
+  };
   new Gauge({
     name: `${PREFIX}groups`,
-    help: "Registered application/environment groups (one file each).",
+    help: "Registered groups (one file each), by kind: targets (scraped) or probes (blackbox_exporter's).",
+    labelNames: ["kind"] as const,
     registers,
     collect() {
-      this.set(registered.size);
+      for (const [kind, groups] of count(() => 1)) this.set({ kind }, groups);
     },
   });
   new Gauge({
     name: `${PREFIX}targets`,
-    help: "Registered targets, over every group.",
+    help: "Registered targets over every group, by kind: targets (host:port scraped) or probes (URLs and hosts probed).",
+    labelNames: ["kind"] as const,
     registers,
     collect() {
-      let targets = 0;
-      for (const entry of registered.list()) targets += entry.group.targets.length;
-      this.set(targets);
+      for (const [kind, targets] of count((entry) => entry.group.targets.length)) this.set({ kind }, targets);
     },
   });
 

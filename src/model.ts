@@ -27,6 +27,9 @@ export interface AppEnv {
  */
 export type Kind = "targets" | "probes";
 
+/** Both kinds, scrape targets first: the order of every listing by kind. */
+export const KINDS: readonly Kind[] = ["targets", "probes"];
+
 /** One group the registry keeps: an application/environment and its kind. */
 export interface GroupId extends AppEnv {
   readonly kind: Kind;

@@ -10,7 +10,7 @@ import { SUPPORTED_MEDIA_TYPES } from "./parse/body.js";
 type Schema =
   | { readonly $ref: string }
   | {
-      readonly type?: "object" | "array" | "string" | "integer" | "boolean";
+      readonly type?: "object" | "array" | "string" | "integer" | "number" | "boolean";
       readonly nullable?: boolean;
       readonly description?: string;
       readonly format?: string;
@@ -135,6 +135,19 @@ const CHANGE_BODY = {
   ),
 };
 
+const PROBE_CHANGE_BODY = {
+  ...CHANGE_BODY,
+  description:
+    "`targets` (http:// or https:// URLs of at most 2,048 characters, or host[:port] for tcp, icmp and dns modules) and/or " +
+    "`labels` (the module too: `__param_module=http_2xx`), as JSON, YAML or a form. In a form a `targets` field that starts " +
+    "with a URL is one URL, commas included; give several URLs as several fields.",
+};
+
+const PROBES_DESCRIPTION =
+  "Every rule of /{application}/{environment} holds (bodies, job and env defaults, all-or-nothing, ?ttl=, ETag and " +
+  "If-Match, tokens: one that may change an application may change its probes). A URL is stored exactly as sent; it " +
+  "may have a port, a path and a query, never userinfo or a fragment.";
+
 const GROUP_PARAMETERS = [ref("parameters", "application"), ref("parameters", "environment")];
 const CONDITIONS = [ref("parameters", "ifMatch"), ref("parameters", "ifNoneMatch")];
 const WRITE_PARAMETERS = [...GROUP_PARAMETERS, ref("parameters", "ttl"), ...CONDITIONS];
@@ -152,6 +165,11 @@ export const OPENAPI: OpenApiDocument = {
   },
   tags: [
     { name: "groups", description: "Targets and labels of one application/environment." },
+    {
+      name: "probes",
+      description:
+        "URLs and hosts for blackbox_exporter: one probe group per application/environment, in probes/ beside the scrape groups, with the same rules.",
+    },
     { name: "discovery", description: "Everything registered, for people and for Prometheus." },
     { name: "status", description: "Is it scraped? What each Prometheus in PROMETHEUS_URL says of each target." },
     { name: "operations", description: "Health, readiness, metrics and this description." },
@@ -194,10 +212,48 @@ export const OPENAPI: OpenApiDocument = {
         security: WRITE_SECURITY,
       },
     },
+    "/{application}/{environment}/probes": {
+      get: {
+        operationId: "getProbes",
+        summary: "The probe group as Prometheus reads it from probes/<application>@<environment>.json",
+        description: PROBES_DESCRIPTION,
+        tags: ["probes"],
+        parameters: GROUP_PARAMETERS,
+        responses: GROUP_RESPONSES,
+        security: READ_SECURITY,
+      },
+      put: {
+        operationId: "putProbes",
+        summary: "Replace the probed URLs and hosts and/or the labels",
+        tags: ["probes"],
+        parameters: WRITE_PARAMETERS,
+        requestBody: PROBE_CHANGE_BODY,
+        responses: WRITE_RESPONSES,
+        security: WRITE_SECURITY,
+      },
+      post: {
+        operationId: "postProbes",
+        summary: "Add URLs or hosts to probe and/or add or change labels",
+        tags: ["probes"],
+        parameters: WRITE_PARAMETERS,
+        requestBody: PROBE_CHANGE_BODY,
+        responses: WRITE_RESPONSES,
+        security: WRITE_SECURITY,
+      },
+      delete: {
+        operationId: "deleteProbes",
+        summary: "Remove URLs, hosts or labels; without a body, the whole probe group and its file",
+        tags: ["probes"],
+        parameters: [...GROUP_PARAMETERS, ...CONDITIONS],
+        requestBody: PROBE_CHANGE_BODY,
+        responses: WRITE_RESPONSES,
+        security: WRITE_SECURITY,
+      },
+    },
     "/": {
       get: {
         operationId: "index",
-        summary: "Everything registered: file name, target count, labels and last change per application/environment",
+        summary: "Everything registered: file name, target count, labels and last change per application/environment, scrape groups and probe groups apart",
         tags: ["discovery"],
         parameters: [...FILTER_PARAMETERS, ref("parameters", "pageFilter")],
         responses: {
@@ -216,12 +272,12 @@ export const OPENAPI: OpenApiDocument = {
     "/-/http_sd": {
       get: {
         operationId: "httpSd",
-        summary: "Every group in Prometheus' http_sd format, for http_sd_configs",
+        summary: "Every group in Prometheus' http_sd format, for http_sd_configs; ?kind=probes: every probe group",
         description:
           `Each group carries its labels plus ${META_LABELS.application}, ${META_LABELS.environment} and ` +
-          `${META_LABELS.file}; Prometheus drops __meta_ labels after relabelling.`,
+          `${META_LABELS.file} (probes/… for a probe group); Prometheus drops __meta_ labels after relabelling.`,
         tags: ["discovery"],
-        parameters: FILTER_PARAMETERS,
+        parameters: [...FILTER_PARAMETERS, ref("parameters", "kind")],
         responses: {
           "200": {
             description: "Sorted by application, then environment.",
@@ -242,15 +298,7 @@ export const OPENAPI: OpenApiDocument = {
           "same body), so `curl --fail \"$S/billing/prod/status?wait=2m\"` gates a deploy. A client that hangs up ends " +
           "the wait; a service shutting down answers at once. Nothing registered: `ready: false`, no targets, a `message`.",
         tags: ["status"],
-        parameters: [
-          ...GROUP_PARAMETERS,
-          {
-            name: "wait",
-            in: "query",
-            description: "Prometheus duration (`30s`, `2m`, `1m30s`), at most 10m.",
-            schema: { type: "string", pattern: "^([0-9]+(y|w|d|h|m|s|ms))+$|^0$", example: "2m" },
-          },
-        ],
+        parameters: [...GROUP_PARAMETERS, ref("parameters", "wait")],
         responses: {
           "200": { description: "Without `wait`: the status. With it: ready.", content: json(ref("schemas", "GroupStatus")) },
           "400": ref("responses", "BadRequest"),
@@ -261,12 +309,34 @@ export const OPENAPI: OpenApiDocument = {
         security: READ_SECURITY,
       },
     },
+    "/{application}/{environment}/probes/status": {
+      get: {
+        operationId: "probesStatus",
+        summary: "Does it answer? Each registered probe's last result (blackbox_exporter's) on each Prometheus in PROMETHEUS_URL",
+        description:
+          "Read from each Prometheus' targets API (is the probe scraped, and how) and its query API (probe_success, " +
+          "probe_duration_seconds, probe_http_status_code of the series with the target's labels). `up`: the probe " +
+          "succeeded; `down`: it failed, or blackbox_exporter could not be scraped (`error` says which). With `wait`: " +
+          "held until every probe succeeds on every Prometheus (200) or the time is up (503, same body), so " +
+          "`curl --fail-with-body \"$S/billing/prod/probes/status?wait=2m\"` gates a deploy on its URL answering.",
+        tags: ["probes", "status"],
+        parameters: [...GROUP_PARAMETERS, ref("parameters", "wait")],
+        responses: {
+          "200": { description: "Without `wait`: the status. With it: every probe succeeded.", content: json(ref("schemas", "GroupStatus")) },
+          "400": ref("responses", "BadRequest"),
+          "401": ref("responses", "Unauthorized"),
+          "404": ref("responses", "NoPrometheus"),
+          "503": { description: "`wait` is over and not every probe succeeded on every Prometheus.", content: json(ref("schemas", "GroupStatus")) },
+        },
+        security: READ_SECURITY,
+      },
+    },
     "/-/status": {
       get: {
         operationId: "allStatus",
-        summary: "The status of every registered group (what the page's health dots show)",
+        summary: "The status of every registered group (what the page's health dots show); ?kind=probes: every probe group's results",
         tags: ["status"],
-        parameters: FILTER_PARAMETERS,
+        parameters: [...FILTER_PARAMETERS, ref("parameters", "kind")],
         responses: {
           "200": {
             description: "Sorted by application, then environment.",
@@ -397,27 +467,26 @@ export const OPENAPI: OpenApiDocument = {
       },
       Index: {
         type: "object",
-        required: ["groups"],
+        required: ["groups", "probes"],
         properties: {
-          groups: {
-            type: "array",
-            items: {
-              type: "object",
-              required: ["application", "environment", "file", "targets", "labels", "changedAt"],
-              properties: {
-                application: NAME,
-                environment: NAME,
-                file: { type: "string", example: "billing@prod.json" },
-                targets: { type: "integer", description: "How many targets the group has." },
-                labels: ref("schemas", "Labels"),
-                changedAt: { type: "string", format: "date-time" },
-                expires: {
-                  type: "object",
-                  description: "Only for a group with expiring targets (?ttl=): each one's deadline.",
-                  additionalProperties: { type: "string", format: "date-time" },
-                },
-              },
-            },
+          groups: { type: "array", description: "The scrape groups.", items: ref("schemas", "IndexLine") },
+          probes: { type: "array", description: "The probe groups; `file` is in probes/.", items: ref("schemas", "IndexLine") },
+        },
+      },
+      IndexLine: {
+        type: "object",
+        required: ["application", "environment", "file", "targets", "labels", "changedAt"],
+        properties: {
+          application: NAME,
+          environment: NAME,
+          file: { type: "string", example: "billing@prod.json" },
+          targets: { type: "integer", description: "How many targets the group has." },
+          labels: ref("schemas", "Labels"),
+          changedAt: { type: "string", format: "date-time" },
+          expires: {
+            type: "object",
+            description: "Only for a group with expiring targets (?ttl=): each one's deadline.",
+            additionalProperties: { type: "string", format: "date-time" },
           },
         },
       },
@@ -427,7 +496,8 @@ export const OPENAPI: OpenApiDocument = {
         properties: {
           application: NAME,
           environment: NAME,
-          ready: { type: "boolean", description: "Every target up on every Prometheus; false when nothing is registered." },
+          kind: { type: "string", enum: ["probes"], description: "Only for a probe group." },
+          ready: { type: "boolean", description: "Every target up on every Prometheus (a probe: it succeeded); false when nothing is registered." },
           message: { type: "string", description: "Only when nothing is registered." },
           targets: {
             type: "array",
@@ -453,8 +523,21 @@ export const OPENAPI: OpenApiDocument = {
                           "`unreachable`: that Prometheus did not answer.",
                       },
                       lastScrape: { type: "string", format: "date-time", nullable: true },
-                      error: { type: "string", description: "`down`: Prometheus' lastError; `unreachable`: why it did not answer." },
+                      error: {
+                        type: "string",
+                        description: "`down`: Prometheus' lastError (a probe: why it failed, or why blackbox_exporter could not be scraped); `unreachable`: why it did not answer.",
+                      },
                       scrapeUrl: { type: "string", example: "http://host1:9100/metrics" },
+                      debugUrl: { type: "string", description: "A failed probe: the scrape URL with debug=true, blackbox_exporter's account of the probe." },
+                      probe: {
+                        type: "object",
+                        description: "A probe's last result, once blackbox_exporter reported one.",
+                        properties: {
+                          success: { type: "boolean", description: "probe_success" },
+                          durationSeconds: { type: "number", description: "probe_duration_seconds" },
+                          httpStatusCode: { type: "integer", description: "probe_http_status_code (http probes; 0: no HTTP answer)" },
+                        },
+                      },
                     },
                   },
                 },
@@ -475,6 +558,18 @@ export const OPENAPI: OpenApiDocument = {
       },
     },
     parameters: {
+      wait: {
+        name: "wait",
+        in: "query",
+        description: "Prometheus duration (`30s`, `2m`, `1m30s`), at most 10m.",
+        schema: { type: "string", pattern: "^([0-9]+(y|w|d|h|m|s|ms))+$|^0$", example: "2m" },
+      },
+      kind: {
+        name: "kind",
+        in: "query",
+        description: "`targets` (the default): scrape groups; `probes`: probe groups (blackbox_exporter's).",
+        schema: { type: "string", enum: ["targets", "probes"] },
+      },
       ttl: {
         name: "ttl",
         in: "query",

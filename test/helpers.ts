@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import { pino, type Logger } from "pino";
 import { inject } from "vitest";
 import { loadConfig, type Config } from "../src/config.js";
+import type { Kind } from "../src/model.js";
 import { startService, type RunningService, type ServiceOptions } from "../src/server.js";
 
 export const silentLogger: Logger = pino({ level: "silent" });
@@ -31,8 +32,11 @@ export interface TestService {
   readonly directory: string;
   readonly service: RunningService;
   request(method: string, path: string, options?: RequestOptions): Promise<Answer>;
-  /** What Prometheus would read from `<application>@<environment>.json`, or undefined when there is no file. */
-  fileOf(application: string, environment: string): Promise<unknown>;
+  /**
+   * What Prometheus would read from `<application>@<environment>.json` (kind "probes": from
+   * `probes/<application>@<environment>.json`), or undefined when there is no file.
+   */
+  fileOf(application: string, environment: string, kind?: Kind): Promise<unknown>;
   close(): Promise<void>;
 }
 
@@ -62,7 +66,7 @@ export async function startTestService(
     directory,
     service,
     request: (method, path, requestOptions) => request(service.url, method, path, requestOptions),
-    fileOf: (application, environment) => readGroupFile(directory, application, environment),
+    fileOf: (application, environment, kind) => readGroupFile(directory, application, environment, kind),
     close: async () => {
       if (closed) return;
       closed = true;
@@ -86,9 +90,9 @@ export async function request(base: string, method: string, path: string, option
   return { status: response.status, body: text === "" ? undefined : JSON.parse(text), headers: response.headers };
 }
 
-export async function readGroupFile(directory: string, application: string, environment: string): Promise<unknown> {
+export async function readGroupFile(directory: string, application: string, environment: string, kind: Kind = "targets"): Promise<unknown> {
   try {
-    return JSON.parse(await readFile(join(directory, `${application}@${environment}.json`), "utf8"));
+    return JSON.parse(await readFile(join(directory, kind === "probes" ? "probes" : "", `${application}@${environment}.json`), "utf8"));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;

@@ -57,6 +57,7 @@ interface ComposeService {
   readonly environment?: Record<string, string>;
   readonly volumes?: (string | { source: string; target: string; read_only?: boolean })[];
   readonly ports?: (string | { host_ip?: string; published: string | number; target: number })[];
+  readonly depends_on?: string[] | Record<string, unknown>;
 }
 
 interface ComposeConfig {
@@ -145,9 +146,9 @@ describe("the Docker and Prometheus files (checked without a Docker engine)", ()
     expect(written).toEqual({ source: "file_sd", target: env.FILE_SD_DIRECTORY, readOnly: false });
     expect(Object.keys(compose.volumes ?? {})).toContain("file_sd");
 
-    // Prometheus reads the same volume, where its file_sd_configs glob looks.
+    // Prometheus reads the same volume, where its file_sd_configs globs look: the groups, and the probes in their folder.
     const globs = fileSdGlobs(promConfig);
-    expect(globs).toHaveLength(1);
+    expect(globs).toEqual(["/file_sd/*.json", "/file_sd/probes/*.json"]);
     const read = mountsOf(prometheus).find((mount) => mount.source === "file_sd");
     expect(read).toEqual({ source: "file_sd", target: posix.dirname(globs[0] ?? ""), readOnly: true });
     expect(posix.basename(globs[0] ?? "")).toBe("*.json");
@@ -221,7 +222,35 @@ describe("the Docker and Prometheus files (checked without a Docker engine)", ()
     }
     expect(volumeOf("file-sd-a", "/file_sd")?.source).not.toBe(volumeOf("file-sd-b", "/file_sd")?.source);
     const globs = fileSdGlobs(load(await readFile(join(ROOT, "prometheus.etcd.yml"), "utf8")));
-    expect(globs).toEqual(["/file_sd/*.json"]);
+    expect(globs).toEqual(["/file_sd/*.json", "/file_sd/probes/*.json"]);
+  });
+
+  it.each([
+    ["docker-compose.yml", "prometheus.yml", ["prometheus"]],
+    ["docker-compose.etcd.yml", "prometheus.etcd.yml", ["prometheus-a", "prometheus-b"]],
+  ])("%s runs blackbox_exporter with blackbox.yml, where %s's probes job sends each probe", async (file, prometheusYml, servers) => {
+    const compose = await composeConfig(join(ROOT, ".env-sample"), file);
+    const exporter = compose.services["blackbox-exporter"];
+    const configArg = (exporter?.command ?? []).find((arg) => arg.startsWith("--config.file="));
+    expect(mountsOf(exporter)).toEqual([{ source: join(ROOT, "blackbox.yml"), target: configArg?.slice("--config.file=".length), readOnly: true }]);
+    expect(exporter?.restart).toBe("unless-stopped");
+    expect(portsOf(exporter)).toEqual([{ hostIp: "127.0.0.1", published: 9115, target: 9115 }]);
+    const jobs = (load(await readFile(join(ROOT, prometheusYml), "utf8")) as { scrape_configs: { job_name: string; relabel_configs?: { target_label?: string; replacement?: string }[]; static_configs?: { targets: string[] }[] }[] }).scrape_configs;
+    const probes = jobs.find((job) => job.job_name === "probes");
+    const exporterAddress = probes?.relabel_configs?.find((rule) => rule.target_label === "__address__")?.replacement;
+    expect(exporterAddress).toBe("blackbox-exporter:9115");
+    // The exporter's own metrics, for the alert that says it is gone.
+    expect(jobs.find((job) => job.job_name === "blackbox-exporter")?.static_configs).toEqual([{ targets: [exporterAddress] }]);
+    for (const server of servers) {
+      const dependsOn = compose.services[server]?.depends_on;
+      expect(Array.isArray(dependsOn) ? dependsOn : Object.keys(dependsOn ?? {}), server).toContain("blackbox-exporter");
+    }
+  });
+
+  it("the image ships the probes/ folder, owned by the service, so a new volume has it before Prometheus looks", async () => {
+    const run = (await finalStage()).filter(([instruction]) => instruction === "RUN").map(([, rest]) => rest).join(" ");
+    expect(run).toMatch(/mkdir -p \/file_sd\/probes/);
+    expect(run).toMatch(/chown "\$\{CONTAINER_UID\}:\$\{CONTAINER_GID\}" \/file_sd \/file_sd\/probes/);
   });
 
   it("the image runs node itself as a non-root user, with a health check, so SIGTERM reaches the service", async () => {

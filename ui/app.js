@@ -1,7 +1,7 @@
 // The page's script (served at /-/ui/app.js; docs/page.md). No build step, no library. The
 // service renders the whole page first; this keeps it current from the service's own JSON:
-// GET / (labels, last change, deadlines), GET /-/http_sd (targets) and, with PROMETHEUS_URL,
-// GET /-/status (health). Both sides render ui/view.js's description of the page; here it is
+// GET / (labels, last change, deadlines), GET /-/http_sd and /-/http_sd?kind=probes (targets,
+// probes) and, with PROMETHEUS_URL, GET /-/status and /-/status?kind=probes (health, probe results). Both sides render ui/view.js's description of the page; here it is
 // compared with what the page has and only what differs is changed, so a selection, the focus
 // and the scroll position survive every refresh, and countdowns change their text only.
 // Every registered value goes into the page as text, never as markup.
@@ -138,7 +138,7 @@ function groupKey(application, environment) {
 }
 
 /** Built from Object.entries, into Maps: a target or label may be called __proto__ or constructor. */
-function pageOf(index, httpSd, status, statusError, at) {
+function groupsOf(lines, httpSd, status) {
   const targetsOf = new Map();
   for (const group of httpSd) {
     const labels = new Map(Object.entries(group.labels || {}));
@@ -149,7 +149,7 @@ function pageOf(index, httpSd, status, statusError, at) {
     healthOf.set(groupKey(groupStatus.application, groupStatus.environment), new Map((groupStatus.targets || []).map((target) => [target.target, target])));
   }
   const groups = [];
-  for (const line of index.groups || []) {
+  for (const line of lines || []) {
     const key = groupKey(line.application, line.environment);
     const deadlines = new Map(Object.entries(line.expires || {}));
     const seen = healthOf.get(key) || new Map();
@@ -165,9 +165,15 @@ function pageOf(index, httpSd, status, statusError, at) {
       })),
     });
   }
+  return groups;
+}
+
+function pageOf(index, { targets, probes }, status, statusError, at) {
+  const groups = groupsOf(index.groups, targets.httpSd, status && status.targets);
+  const probeGroups = groupsOf(index.probes, probes.httpSd, status && status.probes);
   const prometheus = (settings.prometheus || []).map(({ url, publicUrl }) => {
     if (statusError !== undefined) return { url, publicUrl, answer: { kind: "failed", at, error: statusError } };
-    for (const group of groups) {
+    for (const group of [...groups, ...probeGroups]) {
       for (const target of group.targets) {
         const server = target.servers.get(url);
         if (server && server.health === "unreachable") return { url, publicUrl, answer: { kind: "failed", at, error: server.error || "no answer" } };
@@ -175,7 +181,7 @@ function pageOf(index, httpSd, status, statusError, at) {
     }
     return { url, publicUrl, answer: { kind: "live", at } };
   });
-  return { groups, prometheus, health: settings.health === true, params };
+  return { groups, probes: probeGroups, prometheus, health: settings.health === true, params };
 }
 
 /** The same fields, in the same order, as the service's first HTML (src/handlers/page.ts). */
@@ -183,11 +189,14 @@ function serverHealth(server) {
   const health = { health: server.health };
   if (server.error !== undefined) health.error = server.error;
   if (server.scrapeUrl) health.scrapeUrl = server.scrapeUrl;
+  if (server.probe !== undefined) health.probe = server.probe;
+  if (server.debugUrl !== undefined) health.debugUrl = server.debugUrl;
   return health;
 }
 
-async function getJson(path) {
-  const search = new URLSearchParams(params).toString();
+/** `path` with the page's own filters, and `extra` ([name, value] pairs) after them. */
+async function getJson(path, extra = []) {
+  const search = new URLSearchParams([...params, ...extra]).toString();
   const response = await fetch(search === "" ? path : `${path}?${search}`, { headers: { Accept: "application/json" }, cache: "no-store" });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(`${path} answered ${response.status}${body.message ? `: ${body.message}` : ""}`);
@@ -197,7 +206,7 @@ async function getJson(path) {
 // ---------------------------------------------------------------------------------------------
 // Rendering, the filter and the keys.
 
-const PARTS = ["refreshed", "problems", "summary", "sources", "rows", "empty"];
+const PARTS = ["refreshed", "problems", "summary", "sources", "rows", "empty", "probes"];
 
 function render() {
   if (model === undefined) return;
@@ -261,13 +270,18 @@ function setFilter(text) {
 async function refresh() {
   const at = Date.now();
   try {
-    const [index, httpSd, status] = await Promise.all([
+    const probes = [["kind", "probes"]];
+    const health = settings.health === true;
+    const [index, httpSd, probesSd, status] = await Promise.all([
       getJson("/"),
       getJson("/-/http_sd"),
-      settings.health === true ? getJson("/-/status").catch((error) => ({ error })) : Promise.resolve(undefined),
+      getJson("/-/http_sd", probes),
+      health
+        ? Promise.all([getJson("/-/status"), getJson("/-/status", probes)]).then(([targets, probed]) => ({ targets, probes: probed })).catch((error) => ({ error }))
+        : Promise.resolve(undefined),
     ]);
     const statusError = status && status.error instanceof Error ? status.error.message : undefined;
-    model = pageOf(index, httpSd, statusError === undefined ? status : undefined, statusError, at);
+    model = pageOf(index, { targets: { httpSd }, probes: { httpSd: probesSd } }, statusError === undefined ? status : undefined, statusError, at);
     refreshed = { at };
   } catch (error) {
     refreshed = { at, error: error instanceof Error ? error.message : String(error) };

@@ -233,12 +233,15 @@ export function shortName(url) {
 
 /**
  * The parts of the page that change, each as the element with its id:
- * `refreshed`, `problems` (the toggle), `summary`, `sources`, `rows` (the tbody), `empty`.
+ * `refreshed`, `problems` (the toggle), `summary`, `sources`, `rows` (the tbody), `empty`,
+ * and `probes` (the section of probe groups, its table, its counts and its empty line).
  *
  * `page`: {
  *   groups: [{ application, environment, labels: Map, changedAt: ISO,
  *              targets: [{ target, deadline: ISO | undefined, servers: Map<prometheus URL,
- *                          { health, error?, scrapeUrl? }> }] }],
+ *                          { health, error?, scrapeUrl?, probe?, debugUrl? }> }] }],
+ *   probes: the probe groups, the same shape; a server's `probe` is blackbox_exporter's last
+ *           result, { success?, durationSeconds?, httpStatusCode? },
  *   prometheus: [{ url, publicUrl, answer: { kind: "live" | "stale" | "none" | "failed", at?, error? } }],
  *   health: PROMETHEUS_URL is set,
  *   refreshed: { at: ms, error?: string },
@@ -248,29 +251,11 @@ export function shortName(url) {
  */
 export function pageParts(page, filterText) {
   const { terms, notes } = parseFilter(filterText);
-  const groups = [...page.groups].sort(problemsFirst);
-  const many = page.prometheus.length > 1;
-  const publicUrls = new Map(page.prometheus.map((server) => [server.url, server.publicUrl]));
-  let shownTargets = 0;
-  let problems = 0;
-  const counts = new Map(COUNTED.map((health) => [health, 0]));
-  let expiring = 0;
-  let targets = 0;
-  let visibleRows = 0;
-  const rows = groups.map((group) => {
-    const shown = group.targets.map((target) => terms.every((term) => holds(term, group, target)));
-    const groupShown = group.targets.length === 0 ? terms.every((term) => holds(term, group, undefined)) : shown.includes(true);
-    for (const [i, target] of group.targets.entries()) {
-      targets++;
-      if (shown.at(i)) shownTargets++;
-      if (isProblem(target)) problems++;
-      if (target.deadline !== undefined) expiring++;
-      const worst = worstHealth(target);
-      if (worst !== undefined) counts.set(worst, (counts.get(worst) ?? 0) + 1);
-    }
-    if (groupShown) visibleRows++;
-    return row(group, shown, groupShown, { many, publicUrls, now: page.now });
-  });
+  const context = { many: page.prometheus.length > 1, publicUrls: new Map(page.prometheus.map((server) => [server.url, server.publicUrl])), now: page.now };
+  const scrape = section(page.groups, terms, { ...context, kind: "targets" });
+  const probing = section(page.probes ?? [], terms, { ...context, kind: "probes" });
+  const { shownTargets, counts, expiring, targets, visibleRows, rows } = scrape;
+  const problems = scrape.problems + probing.problems;
 
   const problemsOnly = terms.some((term) => term.kind === "problem");
   const filtered = terms.length > 0;
@@ -310,7 +295,70 @@ export function pageParts(page, filterText) {
         ? ["Nothing registered yet: ", h("code", {}, "curl -X PUT -d targets=host:9100 …/application/environment")]
         : "Nothing matches the filter.",
     ),
+    probes: probesSection(page, probing, filtered),
   };
+}
+
+/** One table's rows, problems first, and what the counts need: scrape groups or probe groups. */
+function section(groups, terms, context) {
+  const counted = { shownTargets: 0, problems: 0, counts: new Map(COUNTED.map((health) => [health, 0])), expiring: 0, targets: 0, visibleRows: 0, rows: [] };
+  for (const group of [...groups].sort(problemsFirst)) {
+    const shown = group.targets.map((target) => terms.every((term) => holds(term, group, target)));
+    const groupShown = group.targets.length === 0 ? terms.every((term) => holds(term, group, undefined)) : shown.includes(true);
+    for (const [i, target] of group.targets.entries()) {
+      counted.targets++;
+      if (shown.at(i)) counted.shownTargets++;
+      if (isProblem(target)) counted.problems++;
+      if (target.deadline !== undefined) counted.expiring++;
+      const worst = worstHealth(target);
+      if (worst !== undefined) counted.counts.set(worst, (counted.counts.get(worst) ?? 0) + 1);
+    }
+    if (groupShown) counted.visibleRows++;
+    counted.rows.push(row(group, shown, groupShown, context));
+  }
+  return counted;
+}
+
+/**
+ * The probe groups, under a heading of their own, in a table shaped like the scrape groups'
+ * (the same columns, so both line up): each URL or host with its result on each Prometheus.
+ */
+function probesSection(page, probing, filtered) {
+  const groups = page.probes ?? [];
+  return h(
+    "section",
+    { id: "probes", "aria-labelledby": "probes-heading" },
+    h("h2", { id: "probes-heading" }, "Probes"),
+    h(
+      "p",
+      { id: "probe-summary", "aria-live": "polite", hidden: groups.length === 0 },
+      `${groups.length} ${groups.length === 1 ? "group" : "groups"}, ${probing.targets} ${probing.targets === 1 ? "probe" : "probes"} (blackbox_exporter)`,
+      page.health
+        ? COUNTED.filter((health) => probing.counts.get(health) > 0).map((health) => [" · ", h("span", { class: "count", "data-health": health }, h("span", { class: "dot" }), `${probing.counts.get(health)} ${health}`)])
+        : "",
+      probing.expiring > 0 ? ` · ${probing.expiring} expiring` : "",
+      filtered ? ` · showing ${probing.shownTargets} of ${probing.targets}` : "",
+    ),
+    h(
+      "table",
+      { id: "probe-groups", hidden: groups.length === 0 },
+      h("caption", { class: "visually-hidden" }, "Registered probes by application and environment, problems first"),
+      h("colgroup", {}, h("col", { class: "col-group" }), h("col", { class: "col-targets" }), h("col", { class: "col-labels" }), h("col", { class: "col-changed" })),
+      h(
+        "thead",
+        {},
+        h("tr", {}, h("th", { scope: "col" }, "Application / environment"), h("th", { scope: "col" }, "Probes"), h("th", { scope: "col" }, "Labels"), h("th", { scope: "col" }, "Changed")),
+      ),
+      h("tbody", { id: "probe-rows" }, probing.rows),
+    ),
+    h(
+      "p",
+      { id: "probes-empty", hidden: probing.visibleRows > 0 },
+      groups.length === 0
+        ? ["No probes registered: ", h("code", {}, "curl -X PUT -d targets=https://host/health -d __param_module=http_2xx …/application/environment/probes")]
+        : "No probe matches the filter.",
+    ),
+  );
 }
 
 function source(server) {
@@ -340,10 +388,11 @@ function compare(a, b) {
 
 function row(group, shown, groupShown, context) {
   const { application, environment } = group;
-  const path = `/${encodeURIComponent(application)}/${encodeURIComponent(environment)}`;
+  const probes = context.kind === "probes";
+  const path = `/${encodeURIComponent(application)}/${encodeURIComponent(environment)}${probes ? "/probes" : ""}`;
   return h(
     "tr",
-    { "data-key": `${application}@${environment}`, class: group.targets.some(isProblem) ? "problem" : undefined, hidden: !groupShown },
+    { "data-key": `${probes ? "probes/" : ""}${application}@${environment}`, class: group.targets.some(isProblem) ? "problem" : undefined, hidden: !groupShown },
     h(
       "th",
       { scope: "row" },
@@ -366,8 +415,9 @@ function row(group, shown, groupShown, context) {
   );
 }
 
-function targetItem(group, target, shown, { many, publicUrls, now }) {
-  const scrape = scrapeUrlOf(group, target);
+function targetItem(group, target, shown, { many, publicUrls, now, kind }) {
+  const probes = kind === "probes";
+  const scrape = probes ? undefined : scrapeUrlOf(group, target);
   const servers = [...target.servers];
   return h(
     "li",
@@ -395,9 +445,32 @@ function targetItem(group, target, shown, { many, publicUrls, now }) {
             }),
           ),
         ],
-    // Only a scrape's own error: why a Prometheus did not answer is said once, in the sources line.
+    // A probe's result: what blackbox_exporter measured, on each Prometheus that has one.
+    probes
+      ? servers
+          .filter(([, server]) => server.probe !== undefined && probeResultText(server.probe) !== "")
+          .map(([prometheus, server]) => [" ", h("span", { class: "probe-result" }, many ? `${probeResultText(server.probe)} · ${shortName(publicUrls.get(prometheus) ?? prometheus)}` : probeResultText(server.probe))])
+      : "",
+    // Only a scrape's (or probe's) own error: why a Prometheus did not answer is said once, in the sources line.
     servers
       .filter(([, server]) => server.health === "down" && server.error)
-      .map(([prometheus, server]) => h("p", { class: "error" }, many ? `${shortName(publicUrls.get(prometheus) ?? prometheus)}: ${server.error}` : server.error)),
+      .map(([prometheus, server]) => {
+        const debug = server.debugUrl === undefined ? undefined : webUrl(server.debugUrl);
+        return h(
+          "p",
+          { class: "error" },
+          many ? `${shortName(publicUrls.get(prometheus) ?? prometheus)}: ${server.error}` : server.error,
+          debug === undefined ? "" : [" (", h("a", { class: "debug", href: debug.href, title: `blackbox_exporter's log of this probe: ${debug.href}` }, "the exporter's log of it"), ")"],
+        );
+      }),
   );
+}
+
+/** `HTTP 200 · 12 ms`, `no HTTP answer · 3 ms`, `45 ms`: the probe's status code and duration. */
+export function probeResultText(probe) {
+  const parts = [];
+  if (probe.httpStatusCode !== undefined) parts.push(probe.httpStatusCode === 0 ? "no HTTP answer" : `HTTP ${probe.httpStatusCode}`);
+  const seconds = probe.durationSeconds;
+  if (seconds !== undefined) parts.push(seconds < 0.0005 ? "<1 ms" : seconds < 1 ? `${Math.round(seconds * 1000)} ms` : `${seconds.toFixed(2)} s`);
+  return parts.join(" · ");
 }

@@ -1,5 +1,5 @@
-import type { TargetGroup } from "../model.js";
-import { labelNameProblem, targetProblem } from "../parse/values.js";
+import type { Kind, TargetGroup } from "../model.js";
+import { labelNameProblem, targetProblemOf } from "../parse/values.js";
 
 /** What Prometheus reads: a list holding our one group. */
 export function serializeGroup(group: TargetGroup): string {
@@ -8,9 +8,11 @@ export function serializeGroup(group: TargetGroup): string {
 
 /**
  * A managed file's contents → its group; `undefined` for `[]` (nothing registered).
- * Throws with the reason when the file is not a group this service could have written.
+ * Throws with the reason when the file is not a group this service could have written; the
+ * kind (the file's folder) decides what a target may be.
  */
-export function parseGroupFile(text: string): TargetGroup | undefined {
+export function parseGroupFile(text: string, kind: Kind): TargetGroup | undefined {
+  const targetProblem = targetProblemOf(kind);
   const document: unknown = JSON.parse(text);
   if (!Array.isArray(document)) throw new Error("the file is not a JSON list of target groups");
   if (document.length === 0) return undefined;

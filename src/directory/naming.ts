@@ -1,4 +1,4 @@
-import { keyOf, type GroupId, type Kind } from "../model.js";
+import { keyOf, KINDS, type GroupId, type Kind } from "../model.js";
 import { isValidName, isValidPair } from "../parse/values.js";
 
 /**
@@ -11,7 +11,7 @@ import { isValidName, isValidPair } from "../parse/values.js";
 
 /** The folder of each kind, relative to the directory. */
 export const FOLDERS: Readonly<Record<Kind, string>> = { targets: "", probes: "probes" };
-export const KINDS: readonly Kind[] = ["targets", "probes"];
+export { KINDS };
 
 /** `<application>@<environment>.json`, or `probes/…` : the path Prometheus reads, relative to the directory. */
 export function fileNameOf(id: GroupId): string {

@@ -58,7 +58,7 @@ export class DirectoryView {
       if ("error" in read) continue;
       texts.set(keyOf(id), read.text);
       try {
-        const group = parseGroupFile(read.text);
+        const group = parseGroupFile(read.text, id.kind);
         if (group !== undefined) initial.push({ id, fileName: fileNameOf(id), group, expires: NO_DEADLINES, changedAt: read.changedAt, text: read.text });
       } catch (error) {
         readFailed?.(fileNameOf(id));

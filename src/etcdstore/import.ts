@@ -5,7 +5,7 @@ import type { EtcdConfig } from "../config.js";
 import { parseDeadlines, serializeDeadlines } from "../directory/deadlines-file.js";
 import { parseGroupFile, serializeGroup } from "../directory/group-file.js";
 import { deadlinesFileNameOf, fileNameOf, FOLDERS, idOfFileName, KINDS } from "../directory/naming.js";
-import { deadlinesOf, keyOf, NO_DEADLINES, type Deadlines, type GroupId, type TargetGroup } from "../model.js";
+import { deadlinesOf, idOfKey, keyOf, NO_DEADLINES, type Deadlines, type GroupId, type Kind, type TargetGroup } from "../model.js";
 import { beforeDeadline, describeEtcdError } from "./client.js";
 import { absentAt, etcdKeyOf, GC, modRevisionOf, NO_DEADLINES_TEXT, valueOf, type KeyValue } from "./keys.js";
 
@@ -51,7 +51,7 @@ export async function importDirectory(options: {
     let deadlines: Deadlines;
     let note = "";
     try {
-      group = parseGroupFile(await readFile(join(directory, name), "utf8"));
+      group = parseGroupFile(await readFile(join(directory, name), "utf8"), id.kind);
       ({ deadlines, note } = await deadlinesBeside(directory, deadlinesFileNameOf(id)));
     } catch (error) {
       counts.invalid++;
@@ -167,7 +167,7 @@ export async function importOne(
     return kv === undefined ? absentAt(revision) : valueOf(kv);
   };
   const [group, expires, commits, gc] = [at(0), at(1), at(2), at(3)];
-  const registered = group.present && registersSomething(group.text);
+  const registered = group.present && registersSomething(group.text, idOfKey(key)?.kind ?? "targets");
   if (registered && group.text === texts.group && (expires.text ?? NO_DEADLINES_TEXT) === (texts.expires ?? NO_DEADLINES_TEXT)) return "unchanged";
   if (registered && !overwrite) return "exists";
 
@@ -181,9 +181,9 @@ export async function importOne(
 }
 
 /** Only `[]` (a deleted group's key) registers nothing; a value that is not a group is someone's, and left alone. */
-function registersSomething(text: string): boolean {
+function registersSomething(text: string, kind: Kind): boolean {
   try {
-    return parseGroupFile(text) !== undefined;
+    return parseGroupFile(text, kind) !== undefined;
   } catch {
     return true;
   }

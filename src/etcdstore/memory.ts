@@ -109,7 +109,7 @@ export class EtcdMemory {
         entry = same;
       } else if (group.present) {
         try {
-          const parsed = parseGroupFile(group.text);
+          const parsed = parseGroupFile(group.text, id.kind);
           if (parsed !== undefined) entry = { id, fileName: fileNameOf(id), group: parsed, expires: NO_DEADLINES, changedAt: new Date(), text: group.text };
         } catch (error) {
           this.logger.warn(

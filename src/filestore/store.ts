@@ -147,7 +147,7 @@ export class FileStore implements Store {
     }
     let group: TargetGroup | undefined;
     try {
-      group = parseGroupFile(text);
+      group = parseGroupFile(text, id.kind);
     } catch (error) {
       this.observer.readFailed?.(fileName);
       this.logger.warn(

@@ -33,6 +33,19 @@ function namesOf(ctx: Context, parameter: "application" | "environment"): Readon
   return new Set(names);
 }
 
+/** `?kind=targets` (the default) or `?kind=probes`: which kind of group an endpoint lists. */
+export function kindOf(ctx: Context): Kind {
+  const given = ctx.query.kind;
+  if (given === undefined || given === "targets") return "targets";
+  if (given === "probes") return "probes";
+  throw new RuleError(
+    400,
+    `?kind=${JSON.stringify(given)} is not a kind of group: give ?kind=targets (scrape targets, the default) or ?kind=probes (blackbox_exporter's), once`,
+    {},
+    "bad_request",
+  );
+}
+
 /** The registered groups of `kind` a request's filter selects, in the store's order. */
 export function selectedEntries(ctx: Context, entries: Iterable<Entry>, kind: Kind = "targets"): Entry[] {
   const keep = groupFilter(ctx);

@@ -1,7 +1,7 @@
 import type { Context } from "koa";
 import { rejectAs, RuleError } from "../errors.js";
 import type { Store } from "../store.js";
-import type { AppEnv, Change, GroupId, Registration } from "../model.js";
+import type { Change, GroupId, Kind, Registration } from "../model.js";
 import { etagOf } from "../etag.js";
 import { formatOf, parseBody, unsupportedMediaType } from "../parse/body.js";
 import { parsePreconditions } from "../parse/preconditions.js";
@@ -9,25 +9,37 @@ import { parseTtl } from "../parse/ttl.js";
 import { parseAppEnv } from "../parse/values.js";
 import { checkPreconditions } from "../rules/preconditions.js";
 import { deleteRegistration, postRegistration, putRegistration, type Timing } from "../rules/registration.js";
+import type { Addressed } from "../rules/rules.js";
 
-/** Koa glue for `/<application>/<environment>`: parse → rules → store → answer. */
+/**
+ * Koa glue for `/<application>/<environment>` and its probe group
+ * `/<application>/<environment>/probes`: parse → rules → store → answer. One set of handlers
+ * for both kinds; the kind picks the grammar of the targets and the group's file.
+ */
 
-type Rule = (current: Registration | undefined, change: Change, appEnv: AppEnv, timing: Timing) => Registration | null;
+type Rule = (current: Registration | undefined, change: Change, group: Addressed, timing: Timing) => Registration | null;
 
 export const GROUP_METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"] as const;
 
-function idOf(ctx: Context): GroupId {
+/** The route of each kind, as messages show it. */
+export const GROUP_ROUTES: Readonly<Record<Kind, string>> = {
+  targets: "/<application>/<environment>",
+  probes: "/<application>/<environment>/probes",
+};
+
+/** The group a request addresses: the names in its path, checked, and the kind of its route. */
+export function groupIdOf(ctx: Context, kind: Kind): GroupId {
   const params = (ctx as Context & { params: Record<string, string | undefined> }).params;
-  return { kind: "targets", ...rejectAs("bad_name", () => parseAppEnv(params.application ?? "", params.environment ?? "")) };
+  return { kind, ...rejectAs("bad_name", () => parseAppEnv(params.application ?? "", params.environment ?? "")) };
 }
 
 /** The body koa-body read as text (for the types it was told about), as targets and labels. */
-function changeOf(ctx: Context): Change {
+function changeOf(ctx: Context, kind: Kind): Change {
   const text: unknown = ctx.request.body;
   if (typeof text === "string") {
     const format = formatOf(ctx.get("Content-Type"));
     if (format === undefined) throw unsupportedMediaType(ctx.get("Content-Type"));
-    return parseBody(text, format);
+    return parseBody(text, format, kind);
   }
   const declaredLength = ctx.get("Content-Length");
   const hasBody = ctx.get("Transfer-Encoding") !== "" || (declaredLength !== "" && declaredLength !== "0");
@@ -35,20 +47,20 @@ function changeOf(ctx: Context): Change {
   return {};
 }
 
-export function getGroup(store: Store) {
+export function getGroup(store: Store, kind: Kind) {
   return (ctx: Context): void => {
-    const group = store.get(idOf(ctx));
+    const group = store.get(groupIdOf(ctx, kind));
     if (group !== undefined) ctx.set("ETag", etagOf(group));
     ctx.body = group === undefined ? [] : [group];
   };
 }
 
-function mutate(store: Store, rule: Rule, acceptsTtl: boolean) {
+function mutate(store: Store, kind: Kind, rule: Rule, acceptsTtl: boolean) {
   return async (ctx: Context): Promise<void> => {
-    const id = idOf(ctx);
+    const id = groupIdOf(ctx, kind);
     const ttlMs = acceptsTtl ? parseTtl(ctx.query.ttl) : undefined;
     const preconditions = parsePreconditions(ctx.get("If-Match"), ctx.get("If-None-Match"));
-    const change = rejectAs("bad_body", () => changeOf(ctx));
+    const change = rejectAs("bad_body", () => changeOf(ctx, kind));
     // `now` is the store's clock when the change is applied: a deadline counts from then.
     const { before, after } = await store.update(id, (current, now) => {
       checkPreconditions(current?.group, preconditions);
@@ -60,9 +72,10 @@ function mutate(store: Store, rule: Rule, acceptsTtl: boolean) {
   };
 }
 
-export const putGroup = (store: Store) => mutate(store, putRegistration, true);
-export const postGroup = (store: Store) => mutate(store, postRegistration, true);
-export const deleteGroup = (store: Store) => mutate(store, (current, change, appEnv) => deleteRegistration(current, change, appEnv), false);
+export const putGroup = (store: Store, kind: Kind) => mutate(store, kind, putRegistration, true);
+export const postGroup = (store: Store, kind: Kind) => mutate(store, kind, postRegistration, true);
+export const deleteGroup = (store: Store, kind: Kind) =>
+  mutate(store, kind, (current, change, group) => deleteRegistration(current, change, group), false);
 
 const ENCODINGS = new Set(["gzip", "deflate", "br", "identity"]);
 
@@ -86,10 +99,10 @@ export function supportedEncoding(ctx: Context, next: () => Promise<void>): Prom
   return next();
 }
 
-export function methodNotAllowed(ctx: Context): never {
-  throw new RuleError(
-    405,
-    `${ctx.method} is not supported on /<application>/<environment>; use ${GROUP_METHODS.join(", ")}`,
-    { Allow: GROUP_METHODS.join(", ") },
-  );
+export function methodNotAllowed(kind: Kind) {
+  return (ctx: Context): never => {
+    throw new RuleError(405, `${ctx.method} is not supported on ${GROUP_ROUTES[kind]}; use ${GROUP_METHODS.join(", ")}`, {
+      Allow: GROUP_METHODS.join(", "),
+    });
+  };
 }

@@ -2,7 +2,7 @@ import type { Context } from "koa";
 import type { Entry, Store } from "../store.js";
 import type { TargetGroup } from "../model.js";
 import { EVERY_GROUP, type GroupSelector } from "../etcdstore/selector.js";
-import { selectedEntries } from "./group-filter.js";
+import { kindOf, selectedEntries } from "./group-filter.js";
 import { GroupListJson } from "./group-list-json.js";
 
 /**
@@ -19,14 +19,16 @@ export const META_LABELS = {
 /**
  * `GET /-/http_sd`: every group in Prometheus' http_sd format, so a Prometheus
  * that does not share the directory can use `http_sd_configs` instead.
+ * `?kind=probes`: the probe groups instead, for the job that talks to blackbox_exporter.
  */
 export function httpSd(store: Store, share: GroupSelector = EVERY_GROUP) {
-  const json = new GroupListJson(render);
+  const json = { targets: new GroupListJson(render), probes: new GroupListJson(render) };
   return (ctx: Context): void => {
+    const kind = kindOf(ctx);
     // GROUP_SELECTOR: the same share of the groups as this instance's files.
-    const entries = selectedEntries(ctx, store.list()).filter((entry) => share(entry.group.labels));
+    const entries = selectedEntries(ctx, store.list(), kind).filter((entry) => share(entry.group.labels));
     ctx.type = "json";
-    ctx.body = json.bytesOf(entries);
+    ctx.body = json[kind].bytesOf(entries);
   };
 }
 

@@ -5,7 +5,7 @@ import type { Labels } from "../model.js";
 import { selectedEntries } from "./group-filter.js";
 import { GroupListJson } from "./group-list-json.js";
 
-/** One line of the index: what is registered for an application/environment, without the target list. */
+/** One line of the index: what is registered for an application/environment (or its probes), without the target list. */
 export interface IndexLine {
   readonly application: string;
   readonly environment: string;
@@ -18,9 +18,15 @@ export interface IndexLine {
   readonly expires?: Readonly<Record<string, string>>;
 }
 
-/** `GET /`: `{"groups": [IndexLine…]}`, sorted by application then environment, optionally filtered. */
+/**
+ * `GET /`: `{"groups": [IndexLine…], "probes": [IndexLine…]}`, each sorted by application then
+ * environment, optionally filtered. `groups` are the scrape groups, as before probes existed;
+ * `probes` the probe groups, whose `file` is in probes/.
+ */
 export function index(store: Store) {
-  const json = new GroupListJson(render, { before: '{"groups":', after: "}" });
+  const groups = new GroupListJson(render, { before: '{"groups":', after: "" });
+  const probes = new GroupListJson(render, { before: ',"probes":', after: "}" });
+  let last: { readonly parts: readonly [Buffer, Buffer]; readonly bytes: Buffer } | undefined;
   return (ctx: Context): void => {
     // The page's filter, sent to the JSON index, would be ignored: a list of everything that looks filtered.
     if (ctx.query.q !== undefined) {
@@ -31,9 +37,11 @@ export function index(store: Store) {
         "bad_request",
       );
     }
-    const entries = selectedEntries(ctx, store.list());
+    const parts = [groups.bytesOf(selectedEntries(ctx, store.list(), "targets")), probes.bytesOf(selectedEntries(ctx, store.list(), "probes"))] as const;
+    // Each part is reused while its groups stay the same; so is the answer made of them.
+    if (last === undefined || last.parts[0] !== parts[0] || last.parts[1] !== parts[1]) last = { parts, bytes: Buffer.concat(parts) };
     ctx.type = "json";
-    ctx.body = json.bytesOf(entries);
+    ctx.body = last.bytes;
   };
 }
 

@@ -3,6 +3,7 @@ import type { Context, Middleware } from "koa";
 import { RuleError } from "../errors.js";
 import type { Entry } from "../store.js";
 import type { Answer, GroupStatus, Health, StatusService } from "../status/status.js";
+import type { ProbeResult } from "../status/prometheus-targets.js";
 import { selectedEntries } from "./group-filter.js";
 
 /**
@@ -43,7 +44,7 @@ export interface Listing {
 // ui/view.js is the browser's module too (no build step), so it is plain JavaScript, loaded
 // here at run time from ui/ beside src/ and dist/ (the image copies ui/, see Dockerfile).
 // These are the shapes it works with (its header comment says the same).
-type ServerHealthView = { readonly health: Health; readonly error?: string; readonly scrapeUrl?: string };
+type ServerHealthView = { readonly health: Health; readonly error?: string; readonly scrapeUrl?: string; readonly probe?: ProbeResult; readonly debugUrl?: string };
 interface TargetView {
   readonly target: string;
   readonly deadline: string | undefined;
@@ -58,6 +59,7 @@ interface GroupView {
 }
 interface PageView {
   readonly groups: readonly GroupView[];
+  readonly probes: readonly GroupView[];
   readonly prometheus: readonly { readonly url: string; readonly publicUrl: string; readonly answer: Answer }[];
   readonly health: boolean;
   readonly refreshed: { readonly at: number };
@@ -69,7 +71,7 @@ interface Element {
   readonly attrs: readonly (readonly [string, string])[];
   readonly children: readonly (Element | string)[];
 }
-type PagePart = "refreshed" | "problems" | "summary" | "sources" | "rows" | "empty";
+type PagePart = "refreshed" | "problems" | "summary" | "sources" | "rows" | "empty" | "probes";
 interface ViewModule {
   pageParts(page: PageView, filterText: string): Readonly<Record<PagePart, Element>>;
   toHtml(node: Element | string): string;
@@ -116,8 +118,10 @@ export function htmlOrJson(html: Middleware, json: Middleware): Middleware {
 export function page(listing: Listing, status: StatusService | undefined) {
   return async (ctx: Context): Promise<void> => {
     const filterText = filterOf(ctx);
-    const entries = selectedEntries(ctx, listing.list());
-    const health = status === undefined ? undefined : await status.ofEntriesWithin(entries, HEALTH_WAIT_MS);
+    const entries = selectedEntries(ctx, listing.list(), "targets");
+    const probes = selectedEntries(ctx, listing.list(), "probes");
+    // One look at each Prometheus for both tables; its answer is split back in the same order.
+    const health = status === undefined ? undefined : await status.ofEntriesWithin([...entries, ...probes], HEALTH_WAIT_MS);
     const now = Date.now();
     const params: [string, string][] = [];
     for (const name of ["application", "environment"] as const) {
@@ -125,7 +129,8 @@ export function page(listing: Listing, status: StatusService | undefined) {
       for (const value of given === undefined ? [] : typeof given === "string" ? [given] : given) params.push([name, value]);
     }
     const pageView: PageView = {
-      groups: groupViews(entries, health?.groups),
+      groups: groupViews(entries, health?.groups.slice(0, entries.length)),
+      probes: groupViews(probes, health?.groups.slice(entries.length)),
       prometheus:
         status === undefined || health === undefined
           ? []
@@ -171,7 +176,13 @@ function groupViews(entries: readonly Entry[], statuses: readonly GroupStatus[] 
           servers: new Map(
             (byTarget.get(target)?.servers ?? []).map((server) => [
               server.prometheus,
-              { health: server.health, ...(server.error === undefined ? {} : { error: server.error }), ...(server.scrapeUrl ? { scrapeUrl: server.scrapeUrl } : {}) },
+              {
+                health: server.health,
+                ...(server.error === undefined ? {} : { error: server.error }),
+                ...(server.scrapeUrl ? { scrapeUrl: server.scrapeUrl } : {}),
+                ...(server.probe === undefined ? {} : { probe: server.probe }),
+                ...(server.debugUrl === undefined ? {} : { debugUrl: server.debugUrl }),
+              },
             ]),
           ),
         };
@@ -241,6 +252,7 @@ ${html("sources")}
 ${html("rows")}
 </table>
 ${html("empty")}
+${html("probes")}
 </main>
 </body>
 </html>

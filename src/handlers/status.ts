@@ -1,13 +1,16 @@
 import type { Context } from "koa";
-import { rejectAs, RuleError } from "../errors.js";
+import { RuleError } from "../errors.js";
 import { byName } from "../store.js";
-import type { GroupId } from "../model.js";
-import { parseAppEnv } from "../parse/values.js";
+import type { Kind } from "../model.js";
 import { parseDuration } from "../parse/duration.js";
 import type { Registry, StatusService } from "../status/status.js";
-import { selectedEntries } from "./group-filter.js";
+import { kindOf, selectedEntries } from "./group-filter.js";
+import { groupIdOf } from "./groups.js";
 
-/** Koa glue for docs/api.md: `/<application>/<environment>/status` and `/-/status`. */
+/**
+ * Koa glue for docs/api.md and docs/probes.md: `/<application>/<environment>/status`, its
+ * probe group's `/<application>/<environment>/probes/status`, and `/-/status`.
+ */
 
 export const MAX_WAIT_MS = 10 * 60_000;
 const WAIT_FORM = "a Prometheus duration such as 30s, 2m or 1m30s, at most 10m";
@@ -28,10 +31,6 @@ function notConfigured(ctx: Context): void {
   };
 }
 
-function idOf(ctx: Context): GroupId {
-  const params = (ctx as Context & { params: Record<string, string | undefined> }).params;
-  return { kind: "targets", ...rejectAs("bad_name", () => parseAppEnv(params.application ?? "", params.environment ?? "")) };
-}
 
 /** `?wait=` in ms; undefined when absent. */
 export function waitOf(ctx: Context): number | undefined {
@@ -47,14 +46,14 @@ export function waitOf(ctx: Context): number | undefined {
 }
 
 /**
- * `GET /<application>/<environment>/status[?wait=<duration>]`. Without `wait`: 200
- * with the status as it is. With it: held until ready (200) or the time is up
- * (503, same body); a client that hangs up ends the wait, and a shutting-down
- * service answers at once.
+ * `GET /<application>/<environment>/status[?wait=<duration>]`, and the same for the
+ * probes (`…/probes/status`, `kind` "probes"). Without `wait`: 200 with the status
+ * as it is. With it: held until ready (200) or the time is up (503, same body); a
+ * client that hangs up ends the wait, and a shutting-down service answers at once.
  */
-export function groupStatus(status: StatusService | undefined) {
+export function groupStatus(status: StatusService | undefined, kind: Kind) {
   return async (ctx: Context): Promise<void> => {
-    const id = idOf(ctx);
+    const id = groupIdOf(ctx, kind);
     const waitMs = waitOf(ctx);
     if (status === undefined) return notConfigured(ctx);
     ctx.set("Cache-Control", "no-store");
@@ -78,10 +77,13 @@ export function groupStatus(status: StatusService | undefined) {
   };
 }
 
-/** `GET /-/status`: every registered group's status (the page's health dots), with the index' filters. */
+/**
+ * `GET /-/status`: every registered group's status (the page's health dots), with the
+ * index' filters; `?kind=probes`: every probe group's results.
+ */
 export function allStatus(registry: Registry, status: StatusService | undefined) {
   return async (ctx: Context): Promise<void> => {
-    const entries = selectedEntries(ctx, registry.list()).sort(byName);
+    const entries = selectedEntries(ctx, registry.list(), kindOf(ctx)).sort(byName);
     if (status === undefined) return notConfigured(ctx);
     ctx.set("Cache-Control", "no-store");
     ctx.body = {

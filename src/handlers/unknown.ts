@@ -63,6 +63,6 @@ export function notFound(ctx: Context): never {
   throw new RuleError(
     404,
     `no route for ${ctx.method} ${ctx.path}${guess === undefined ? "" : ` (did you mean ${guess}?)`}: ` +
-      "targets live at /<application>/<environment>, e.g. /billing/prod-hou",
+      "targets live at /<application>/<environment>, e.g. /billing/prod-hou, and URLs to probe at /<application>/<environment>/probes",
   );
 }

@@ -1,8 +1,8 @@
 import yaml from "js-yaml";
 import { RuleError } from "../errors.js";
-import type { Change, Labels } from "../model.js";
+import type { Change, Kind, Labels } from "../model.js";
 import { closest } from "./suggest.js";
-import { labelValueProblem, requestLabelNameProblem, targetProblem } from "./values.js";
+import { labelValueProblem, requestLabelNameProblem, targetProblemOf } from "./values.js";
 
 export type BodyFormat = "json" | "yaml" | "form";
 
@@ -34,19 +34,22 @@ export function unsupportedMediaType(contentType: string | undefined): RuleError
   );
 }
 
-/** Bytes (already decoded as UTF-8) plus their format → the targets and labels they carry. */
-export function parseBody(text: string, format: BodyFormat): Change {
+/**
+ * Bytes (already decoded as UTF-8) plus their format → the targets and labels they carry,
+ * checked against the grammar of the group's kind.
+ */
+export function parseBody(text: string, format: BodyFormat, kind: Kind = "targets"): Change {
   if (text.includes("\uFFFD")) {
     throw new RuleError(400, "the body is not valid UTF-8");
   }
   if (text.length === 0) return {};
   switch (format) {
     case "json":
-      return checkValues(fromDocument(parseJson(text), format, text));
+      return checkValues(fromDocument(parseJson(text), format, text), kind);
     case "yaml":
-      return checkValues(fromDocument(parseYaml(text), format, text));
+      return checkValues(fromDocument(parseYaml(text), format, text), kind);
     case "form":
-      return checkValues(parseForm(text));
+      return checkValues(parseForm(text, kind), kind);
   }
 }
 
@@ -142,8 +145,13 @@ function labelMapping(value: unknown, format: "json" | "yaml", text: string): La
   return value as Labels;
 }
 
-/** Form bodies: `targets` comma-separated or repeated; every other key is a label. */
-function parseForm(body: string): Change {
+/**
+ * Form bodies: `targets` comma-separated or repeated; every other key is a label. A URL may
+ * hold commas (`?ids=1,2`), so in a probe group's form a `targets` field that starts with a
+ * scheme (`https://`) is one URL, commas and all; several URLs are several fields. Two URLs
+ * in one field are refused rather than taken for one URL with a comma in it.
+ */
+function parseForm(body: string, kind: Kind): Change {
   // `--data-binary @file` sends the file's last newline too: it ends the body, not the last value.
   const text = body.replace(/\r?\n$/, "");
   const targets: string[] = [];
@@ -156,6 +164,17 @@ function parseForm(body: string): Change {
     if (key === "targets") {
       sawTargets = true;
       if (value.trim() === "") throw new RuleError(400, '"targets" is empty: give at least one host:port, e.g. targets=host1:9100,host2:9100');
+      if (kind === "probes" && /^\s*[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value)) {
+        if (/,\s*[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(value)) {
+          throw new RuleError(
+            400,
+            `"targets" holds more than one URL in ${JSON.stringify(value)}: in a form, a field that starts with a URL is one URL ` +
+              "(commas included); give each URL its own field (-d targets=URL1 -d targets=URL2), or send JSON or YAML",
+          );
+        }
+        targets.push(value.trim());
+        continue;
+      }
       for (const item of value.split(",").map((part) => part.trim())) {
         if (item === "") {
           throw new RuleError(400, `"targets" has an empty item in ${JSON.stringify(value)}: remove the extra comma`);
@@ -182,12 +201,18 @@ function parseForm(body: string): Change {
   return change;
 }
 
-/** The grammar of docs/api.md, shared by every format. */
-function checkValues(change: Change): Change {
+/** The grammar of the group's kind (docs/api.md, docs/probes.md), shared by every format. */
+function checkValues(change: Change, kind: Kind): Change {
+  const problemOf = targetProblemOf(kind);
   for (const target of change.targets ?? []) {
-    const problem = targetProblem(target);
+    const problem = problemOf(target);
     if (problem !== undefined) {
-      throw new RuleError(400, `target ${JSON.stringify(target)} is not host or host:port: ${problem}`);
+      throw new RuleError(
+        400,
+        kind === "probes"
+          ? `probe target ${JSON.stringify(target)} is not an http(s) URL or host[:port]: ${problem}`
+          : `target ${JSON.stringify(target)} is not host or host:port: ${problem}`,
+      );
     }
   }
   for (const [name, value] of Object.entries(change.labels ?? {})) {

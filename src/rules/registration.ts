@@ -1,6 +1,6 @@
 import { RuleError } from "../errors.js";
-import { deadlinesOf, NO_DEADLINES, own, type AppEnv, type Change, type Deadlines, type Registration } from "../model.js";
-import { applyDelete, applyPost, applyPut } from "./rules.js";
+import { deadlinesOf, NO_DEADLINES, own, type Change, type Deadlines, type Registration } from "../model.js";
+import { applyDelete, applyPost, applyPut, type Addressed } from "./rules.js";
 
 /**
  * `?ttl=` (docs/api.md) on top of the method rules: the group rules of rules.ts decide the group, these
@@ -31,7 +31,7 @@ function withNamed(expires: Deadlines, targets: readonly string[], { now, ttlMs 
 }
 
 /** PUT: a new target list replaces the deadlines too; labels alone leave them as they are. */
-export function putRegistration(current: Registration | undefined, change: Change, appEnv: AppEnv, timing: Timing): Registration {
+export function putRegistration(current: Registration | undefined, change: Change, appEnv: Addressed, timing: Timing): Registration {
   requireTargetsForTtl("PUT", change, timing.ttlMs);
   const group = applyPut(current?.group, change, appEnv);
   const expires = change.targets === undefined ? (current?.expires ?? NO_DEADLINES) : deadlinesOf(withNamed(NO_DEADLINES, change.targets, timing), group.targets);
@@ -43,7 +43,7 @@ export function putRegistration(current: Registration | undefined, change: Chang
  * renewed instead of refused, new ones are added, and labels that already hold
  * the values given are not an error (the renewal is the change).
  */
-export function postRegistration(current: Registration | undefined, change: Change, appEnv: AppEnv, timing: Timing): Registration {
+export function postRegistration(current: Registration | undefined, change: Change, appEnv: Addressed, timing: Timing): Registration {
   requireTargetsForTtl("POST", change, timing.ttlMs);
   if (timing.ttlMs === undefined || change.targets === undefined) {
     const group = applyPost(current?.group, change, appEnv);
@@ -65,7 +65,7 @@ export function postRegistration(current: Registration | undefined, change: Chan
 }
 
 /** DELETE: the removed targets' deadlines go with them. */
-export function deleteRegistration(current: Registration | undefined, change: Change, appEnv: AppEnv): Registration | null {
+export function deleteRegistration(current: Registration | undefined, change: Change, appEnv: Addressed): Registration | null {
   const group = applyDelete(current?.group, change, appEnv);
   if (group === null) return null;
   return { group, expires: deadlinesOf(current?.expires ?? NO_DEADLINES, group.targets) };

@@ -1,5 +1,5 @@
 import { RuleError } from "../errors.js";
-import { own, type AppEnv, type Change, type Labels, type TargetGroup } from "../model.js";
+import { own, type AppEnv, type Change, type Kind, type Labels, type TargetGroup } from "../model.js";
 import { parseDuration } from "../parse/duration.js";
 
 /**
@@ -9,6 +9,12 @@ import { parseDuration } from "../parse/duration.js";
  */
 
 const DEFAULT_LABELS = ["job", "env"] as const;
+
+/**
+ * What the rules address: an application/environment and, for a probe group, its kind. The
+ * rules are the same for both kinds; only the messages say which group they mean.
+ */
+export type Addressed = AppEnv & { readonly kind?: Kind };
 
 /**
  * `job` and `env` first (defaulting to application and environment), then the rest in order;
@@ -51,8 +57,8 @@ function checkScrapeSettings(labels: Labels): void {
   }
 }
 
-function describe({ application, environment }: AppEnv): string {
-  return `${application}/${environment}`;
+function describe({ application, environment, kind }: Addressed): string {
+  return kind === "probes" ? `the probes of ${application}/${environment}` : `${application}/${environment}`;
 }
 
 function requireSomething(method: string, change: Change): void {
@@ -72,7 +78,7 @@ function requireDistinctTargets(method: string, targets: readonly string[]): voi
   }
 }
 
-function requireTargetsToCreate(method: string, appEnv: AppEnv): never {
+function requireTargetsToCreate(method: string, appEnv: Addressed): never {
   throw new RuleError(
     400,
     `nothing is registered for ${describe(appEnv)} yet: a ${method} that creates it needs "targets"`,
@@ -84,7 +90,7 @@ function quoteList(items: readonly string[]): string {
 }
 
 /** PUT replaces the parts it names. */
-export function applyPut(current: TargetGroup | undefined, change: Change, appEnv: AppEnv): TargetGroup {
+export function applyPut(current: TargetGroup | undefined, change: Change, appEnv: Addressed): TargetGroup {
   requireSomething("PUT", change);
   if (change.targets !== undefined) requireDistinctTargets("PUT", change.targets);
   if (current === undefined && change.targets === undefined) requireTargetsToCreate("PUT", appEnv);
@@ -95,7 +101,7 @@ export function applyPut(current: TargetGroup | undefined, change: Change, appEn
 }
 
 /** POST adds targets and adds or replaces labels; it never replaces a target. */
-export function applyPost(current: TargetGroup | undefined, change: Change, appEnv: AppEnv): TargetGroup {
+export function applyPost(current: TargetGroup | undefined, change: Change, appEnv: Addressed): TargetGroup {
   requireSomething("POST", change);
   if (current === undefined && change.targets === undefined) requireTargetsToCreate("POST", appEnv);
 
@@ -132,7 +138,7 @@ export function applyPost(current: TargetGroup | undefined, change: Change, appE
  * DELETE removes the named targets and labels, or the whole group when the body
  * names neither, or when it removes every target and every label but job and env.
  */
-export function applyDelete(current: TargetGroup | undefined, change: Change, appEnv: AppEnv): TargetGroup | null {
+export function applyDelete(current: TargetGroup | undefined, change: Change, appEnv: Addressed): TargetGroup | null {
   if (current === undefined) {
     throw new RuleError(404, `nothing is registered for ${describe(appEnv)}`);
   }

@@ -1,11 +1,13 @@
 import type { PrometheusConfig } from "../config.js";
 import { keyOf, type GroupId, type TargetGroup } from "../model.js";
 import type { Entry } from "../store.js";
-import { PrometheusTargets, type SeenTarget, type Snapshot } from "./prometheus-targets.js";
+import { PrometheusTargets, type ProbeResult, type ProbeSnapshot, type SeenTarget, type Snapshot } from "./prometheus-targets.js";
 
 /**
  * "Is my target scraped?" (docs/api.md): each registered target, as each Prometheus
- * in PROMETHEUS_URL sees it. Knows nothing of HTTP; src/handlers/status.ts answers.
+ * in PROMETHEUS_URL sees it. For a probe group, "does my URL answer?" (docs/probes.md): each
+ * probe's last result from blackbox_exporter, as each Prometheus recorded it.
+ * Knows nothing of HTTP; src/handlers/status.ts answers.
  */
 
 /**
@@ -17,6 +19,11 @@ export type Health = "up" | "down" | "unknown" | "missing" | "dropped" | "unreac
 export interface ServerHealth {
   /** The Prometheus base URL, as in PROMETHEUS_URL. */
   readonly prometheus: string;
+  /**
+   * A probe's health is its result: `up` when the probe succeeded, `down` when it failed or
+   * blackbox_exporter could not be scraped (`error` says which), `unknown` while Prometheus
+   * lists it but has no result yet.
+   */
   readonly health: Health;
   /** The last scrape's time (ISO), null before the first one or when Prometheus does not scrape it. */
   readonly lastScrape: string | null;
@@ -24,6 +31,10 @@ export interface ServerHealth {
   readonly error?: string;
   /** What Prometheus scrapes (`up`, `down`, `unknown`), to spot a wrong port, path or scheme. */
   readonly scrapeUrl?: string;
+  /** Probes only, once blackbox_exporter reported: probe_success, probe_duration_seconds, probe_http_status_code. */
+  readonly probe?: ProbeResult;
+  /** A failed probe: the exporter's own account of it (`debug=true` on what Prometheus asks it). */
+  readonly debugUrl?: string;
 }
 
 export interface TargetStatus {
@@ -36,6 +47,8 @@ export interface TargetStatus {
 export interface GroupStatus {
   readonly application: string;
   readonly environment: string;
+  /** Set for a probe group, whose `targets` are its URLs and hosts. */
+  readonly kind?: "probes";
   /** Every target `up` on every Prometheus; false when nothing is registered. */
   readonly ready: boolean;
   readonly targets: readonly TargetStatus[];
@@ -94,12 +107,12 @@ export class StatusService {
   }
 
   async ofGroup(id: GroupId): Promise<GroupStatus> {
-    return statusOf(id, this.registry.get(id), await this.snapshots());
+    return statusOf(id, this.registry.get(id), await this.snapshots(id.kind === "probes"));
   }
 
   /** Every entry given, in its order. */
   async ofEntries(entries: readonly Entry[]): Promise<{ ready: boolean; groups: GroupStatus[] }> {
-    const snapshots = await this.snapshots();
+    const snapshots = await this.snapshots(entries.some((entry) => entry.id.kind === "probes"));
     const groups = entries.map((entry) => statusOf(entry.id, entry.group, snapshots));
     return { ready: groups.length > 0 && groups.every((group) => group.ready), groups };
   }
@@ -110,13 +123,18 @@ export class StatusService {
    * there is none yet). Says per Prometheus which it was.
    */
   async ofEntriesWithin(entries: readonly Entry[], waitMs: number): Promise<{ groups: GroupStatus[]; answers: Answer[] }> {
+    const probes = entries.some((entry) => entry.id.kind === "probes");
     const seen = await Promise.all(
       this.servers.map(async (server): Promise<{ seen: Seen | undefined; answer: Answer }> => {
         let timer: NodeJS.Timeout | undefined;
         const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), waitMs)));
-        const fresh = await Promise.race([server.snapshot(), late]);
+        const [fresh, freshProbes] = await Promise.all([
+          Promise.race([server.snapshot(), late]),
+          probes ? Promise.race([server.probeSnapshot(), late]) : undefined,
+        ]);
         clearTimeout(timer);
         const snapshot = fresh ?? server.latest;
+        const probeSnapshot = probes ? (freshProbes ?? server.latestProbes) : undefined;
         const answer: Answer =
           snapshot === undefined
             ? { kind: "none", waitedMs: waitMs }
@@ -125,7 +143,7 @@ export class StatusService {
               : fresh === undefined
                 ? { kind: "stale", at: snapshot.at, waitedMs: waitMs }
                 : { kind: "live", at: snapshot.at };
-        return { seen: snapshot === undefined ? undefined : { url: server.url, snapshot }, answer };
+        return { seen: snapshot === undefined ? undefined : { url: server.url, snapshot, ...(probeSnapshot === undefined ? {} : { probes: probeSnapshot }) }, answer };
       }),
     );
     const known = seen.flatMap(({ seen }) => (seen === undefined ? [] : [seen]));
@@ -166,53 +184,123 @@ export class StatusService {
     for (const waiter of this.waiters) waiter.abort();
   }
 
-  private snapshots(): Promise<Seen[]> {
-    return Promise.all(this.servers.map(async (server) => ({ url: server.url, snapshot: await server.snapshot() })));
+  /** Each Prometheus' targets, and its probe results when a probe group is asked about (one more question to it). */
+  private snapshots(probes: boolean): Promise<Seen[]> {
+    return Promise.all(
+      this.servers.map(async (server): Promise<Seen> => {
+        const [snapshot, probeSnapshot] = await Promise.all([server.snapshot(), probes ? server.probeSnapshot() : undefined]);
+        return { url: server.url, snapshot, ...(probeSnapshot === undefined ? {} : { probes: probeSnapshot }) };
+      }),
+    );
   }
 }
 
 interface Seen {
   readonly url: string;
   readonly snapshot: Snapshot;
+  /** Only when a probe group is asked about. */
+  readonly probes?: ProbeSnapshot;
 }
 
 function statusOf(id: GroupId, group: TargetGroup | undefined, snapshots: readonly Seen[]): GroupStatus {
   const { application, environment } = id;
+  const probes = id.kind === "probes";
+  const kind = probes ? { kind: "probes" as const } : {};
   if (group === undefined) {
+    const path = `/${application}/${environment}${probes ? "/probes" : ""}`;
     return {
       application,
       environment,
+      ...kind,
       ready: false,
       targets: [],
       message:
-        `nothing is registered for ${application}/${environment}; register it first ` +
-        `(curl -X PUT -d targets=host:port …/${application}/${environment}), or check the names`,
+        `nothing is registered for ${probes ? "the probes of " : ""}${application}/${environment}; register it first ` +
+        `(curl -X PUT -d targets=${probes ? "https://host/path -d __param_module=http_2xx" : "host:port"} …${path}), or check the names`,
     };
   }
   const key = keyOf(id);
   const targets = group.targets.map((target): TargetStatus => {
-    const servers = snapshots.map((seen) => healthOn(seen, key, target));
+    const servers = snapshots.map((seen) => (probes ? probeOn(seen, key, target) : healthOn(seen, key, target)));
     return { target, ready: servers.every((server) => server.health === "up"), servers };
   });
-  return { application, environment, ready: targets.every((target) => target.ready), targets };
+  return { application, environment, ...kind, ready: targets.every((target) => target.ready), targets };
+}
+
+/** The targets Prometheus lists for one registered target, worst first; or its health when there are none. */
+function listed({ url, snapshot }: Seen, key: string, target: string): { readonly worstFirst: readonly [SeenTarget, ...SeenTarget[]] } | { readonly not: ServerHealth } {
+  if (!snapshot.ok) return { not: { prometheus: url, health: "unreachable", lastScrape: null, error: snapshot.error } };
+  const [first, ...rest] = [...(snapshot.index.active.get(key)?.get(target) ?? [])].sort((a, b) => RANK[a.health] - RANK[b.health]);
+  if (first === undefined) {
+    const dropped = snapshot.index.dropped.get(key)?.has(target) === true;
+    return { not: { prometheus: url, health: dropped ? "dropped" : "missing", lastScrape: null } };
+  }
+  return { worstFirst: [first, ...rest] };
 }
 
 /** One target on one Prometheus. */
-function healthOn({ url, snapshot }: Seen, key: string, target: string): ServerHealth {
-  if (!snapshot.ok) return { prometheus: url, health: "unreachable", lastScrape: null, error: snapshot.error };
-  const seen = snapshot.index.active.get(key)?.get(target);
-  if (seen === undefined || seen.length === 0) {
-    const dropped = snapshot.index.dropped.get(key)?.has(target) === true;
-    return { prometheus: url, health: dropped ? "dropped" : "missing", lastScrape: null };
-  }
-  const worst = seen.reduce((a, b) => (RANK[b.health] < RANK[a.health] ? b : a));
+function healthOn(seen: Seen, key: string, target: string): ServerHealth {
+  const found = listed(seen, key, target);
+  if ("not" in found) return found.not;
+  const [worst] = found.worstFirst;
   return {
-    prometheus: url,
+    prometheus: seen.url,
     health: worst.health,
     lastScrape: worst.lastScrape ?? null,
     ...(worst.health === "down" ? { error: worst.lastError } : {}),
     scrapeUrl: worst.scrapeUrl,
   };
+}
+
+/**
+ * One probe on one Prometheus: Prometheus scrapes blackbox_exporter for it (the targets API
+ * says how that goes), and the exporter's answer says how the probe went (the query API, the
+ * series with exactly the target's labels). When Prometheus lists it in several jobs, the worst.
+ */
+function probeOn(seen: Seen, key: string, target: string): ServerHealth {
+  const found = listed(seen, key, target);
+  if ("not" in found) return found.not;
+  const { snapshot, probes } = seen;
+  const healths = found.worstFirst.map((scrape): ServerHealth => {
+    const base = { prometheus: seen.url, lastScrape: scrape.lastScrape ?? null, scrapeUrl: scrape.scrapeUrl };
+    if (scrape.health === "down") {
+      return { ...base, health: "down", error: `blackbox_exporter could not be scraped, so there is no probe result: ${scrape.lastError}` };
+    }
+    if (scrape.health === "unknown") return { ...base, health: "unknown" };
+    // The page's bounded wait may have no answer of the query API yet: no result to show, not a failure.
+    if (probes === undefined) return { ...base, health: "unknown" };
+    if (!probes.ok) return { ...base, health: "unreachable", error: probes.error };
+    if (snapshot.ok && (snapshot.index.targetsPerSeries.get(scrape.series) ?? 0) > 1) {
+      return {
+        ...base,
+        health: "down",
+        error:
+          "another target in this Prometheus has exactly the same labels, so their probe results cannot be told apart; " +
+          "give this group a label of its own (or its own job)",
+      };
+    }
+    const probe = probes.results.get(scrape.series);
+    // Scraped, but the query's answer is older than the first scrape: soon.
+    if (probe?.success === undefined) return { ...base, health: "unknown" };
+    if (probe.success) return { ...base, health: "up", probe };
+    return { ...base, health: "down", probe, error: probeFailure(probe), ...(scrape.scrapeUrl === "" ? {} : { debugUrl: debugUrlOf(scrape.scrapeUrl) }) };
+  });
+  return healths.reduce((worst, health) => (PROBE_RANK.indexOf(health.health) < PROBE_RANK.indexOf(worst.health) ? health : worst));
+}
+
+/** Worst first, for a probe listed in several jobs. */
+const PROBE_RANK: readonly Health[] = ["down", "unreachable", "unknown", "up"];
+
+/** What a failed probe's series say about why; blackbox_exporter's debug output (debugUrl) says the rest. */
+function probeFailure(probe: ProbeResult): string {
+  const code = probe.httpStatusCode;
+  if (code === undefined) return "the probe failed";
+  return code === 0 ? "the probe failed: no HTTP answer (connection refused, DNS, TLS or timeout)" : `the probe failed: HTTP status ${code}`;
+}
+
+/** The probe again, with blackbox_exporter's step-by-step log of it instead of its metrics. */
+function debugUrlOf(scrapeUrl: string): string {
+  return `${scrapeUrl}${scrapeUrl.includes("?") ? "&" : "?"}debug=true`;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

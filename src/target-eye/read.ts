@@ -117,7 +117,7 @@ export function identify(file: string, text: string, mapped: AppEnv | undefined)
   const group: TargetGroup = { targets: unique, labels: Object.fromEntries(labelMap) };
   const ours = serializeGroup(group);
   try {
-    parseGroupFile(ours);
+    parseGroupFile(ours, "targets");
   } catch (error) {
     return { kind: "invalid", file, reason: `${(error as Error).message} (this service's rules are stricter than Target-eye's); fix the file, or register the group by hand` };
   }

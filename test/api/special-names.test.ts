@@ -16,11 +16,18 @@ const RANDOM = /^[a-z][a-z0-9_]{0,7}$/;
 const special = fc.constantFrom(...SPECIAL);
 const name = fc.oneof({ weight: 3, arbitrary: special }, { weight: 1, arbitrary: fc.stringMatching(RANDOM) });
 const target = fc.tuple(name, fc.option(fc.integer({ min: 1, max: 65535 }), { nil: undefined })).map(([host, port]) => (port === undefined ? host : `${host}:${port}`));
+/** A probe's: a URL whose host, path, query name and value are special names, or a host[:port]. */
+const probeTarget = fc.oneof(
+  fc.tuple(fc.constantFrom("http", "https"), target, name, name, name).map(([scheme, host, segment, key, value]) => `${scheme}://${host}/${segment}?${key}=${value}`),
+  target,
+);
 const labelValue = fc.oneof(special, fc.stringMatching(/^[a-z0-9/_.-]{1,8}$/));
 const groupName = fc.constantFrom("__proto__", "constructor", "toString", "valueOf", "hasOwnProperty", "plain");
 
 interface Step {
   readonly method: "GET" | "PUT" | "POST" | "DELETE";
+  /** A scrape group (`/<application>/<environment>`) or a probe group (`…/probes`). */
+  readonly kind: "targets" | "probes";
   readonly application: string;
   readonly environment: string;
   readonly targets: readonly string[] | undefined;
@@ -29,22 +36,24 @@ interface Step {
   readonly ttl: string | undefined;
 }
 
-const step: fc.Arbitrary<Step> = fc.record({
+const step: fc.Arbitrary<Step> = fc.constantFrom("targets" as const, "targets" as const, "probes" as const).chain((kind) => fc.record({
   method: fc.constantFrom("GET", "PUT", "POST", "POST", "DELETE"),
+  kind: fc.constant(kind),
   application: groupName,
   environment: groupName,
-  targets: fc.option(fc.uniqueArray(target, { minLength: 1, maxLength: 3 }), { nil: undefined }),
+  targets: fc.option(fc.uniqueArray(kind === "probes" ? probeTarget : target, { minLength: 1, maxLength: 3 }), { nil: undefined }),
   labels: fc.option(fc.uniqueArray(fc.tuple(name, labelValue), { minLength: 1, maxLength: 2, selector: ([labelName]) => labelName }), { nil: undefined }),
   format: fc.constantFrom("form", "json", "yaml"),
   ttl: fc.option(fc.constantFrom("1s", "2s", "3s"), { nil: undefined, freq: 2 }),
-});
+}));
 
 /** The request a step sends: the same change in any of the three body formats. */
 function bodyOf({ targets, labels, format }: Step): { body?: string; contentType?: string } {
   if (targets === undefined && labels === undefined) return {};
   if (format === "form") {
     const form = new URLSearchParams();
-    if (targets !== undefined) form.append("targets", targets.join(","));
+    // A URL is a field of its own (a field that starts with one is one URL).
+    if (targets !== undefined) for (const one of targets.some((item) => item.includes("://")) ? targets : [targets.join(",")]) form.append("targets", one);
     for (const [labelName, value] of labels ?? []) form.append(labelName, value);
     return { body: form.toString(), contentType: "application/x-www-form-urlencoded" };
   }
@@ -61,6 +70,7 @@ function bodyOf({ targets, labels, format }: Step): { body?: string; contentType
 interface IndexLine {
   readonly application: string;
   readonly environment: string;
+  readonly probes?: boolean;
   readonly expires?: Readonly<Record<string, string>>;
 }
 
@@ -71,15 +81,18 @@ describe("names that mean something to JavaScript (Object.prototype, __proto__)"
   });
   afterAll(() => sd.close());
 
-  const path = (application: string, environment: string): string => `/${application}/${environment}`;
+  const path = (application: string, environment: string, kind: "targets" | "probes" = "targets"): string =>
+    `/${application}/${environment}${kind === "probes" ? "/probes" : ""}`;
 
+  /** Both lists of the index, scrape groups and probe groups. */
   async function index(): Promise<IndexLine[]> {
     const answer = await sd.request("GET", "/");
     expect(answer.status).toBe(200);
-    return (answer.body as { groups: IndexLine[] }).groups;
+    const { groups, probes } = answer.body as { groups: IndexLine[]; probes: IndexLine[] };
+    return [...groups, ...probes.map((line) => ({ ...line, probes: true }))];
   }
 
-  it("as targets, labels, applications and environments, with and without ?ttl=, in every format: never a 5xx, the file equals GET, / stays JSON", async () => {
+  it("as targets, probe URLs (host, path, query), labels, applications and environments, with and without ?ttl=, in every format: never a 5xx, the file equals GET, / stays JSON", async () => {
     let requests = 0;
     let accepted = 0;
     await fc.assert(
@@ -87,13 +100,13 @@ describe("names that mean something to JavaScript (Object.prototype, __proto__)"
         for (const one of steps) {
           const { body, contentType } = one.method === "GET" ? {} : bodyOf(one);
           const query = one.ttl !== undefined && (one.method === "PUT" || one.method === "POST") ? `?ttl=${one.ttl}` : "";
-          const answer = await sd.request(one.method, path(one.application, one.environment) + query, body === undefined ? {} : { body, contentType });
+          const answer = await sd.request(one.method, path(one.application, one.environment, one.kind) + query, body === undefined ? {} : { body, contentType });
           requests++;
           expect(answer.status, `${one.method} ${JSON.stringify(one)} → ${JSON.stringify(answer.body)}`).toBeLessThan(500);
           if (answer.status === 200) accepted++;
           else expect(answer.body).toEqual({ message: expect.any(String) });
-          const served = (await sd.request("GET", path(one.application, one.environment))).body;
-          expect(served).toEqual((await sd.fileOf(one.application, one.environment)) ?? []);
+          const served = (await sd.request("GET", path(one.application, one.environment, one.kind))).body;
+          expect(served).toEqual((await sd.fileOf(one.application, one.environment, one.kind)) ?? []);
         }
         // The index is JSON, and every deadline in it is a time.
         for (const line of await index()) {
@@ -113,17 +126,21 @@ describe("names that mean something to JavaScript (Object.prototype, __proto__)"
     // What the property left behind, plus one expiring target of each special name, in each format.
     for (const [i, special] of SPECIAL.entries()) {
       const format = (["form", "json", "yaml"] as const)[i % 3]!;
-      const { body, contentType } = bodyOf({ method: "POST", application: special, environment: "ttl", targets: [special, `${special}:9100`], labels: [[special, special]], format, ttl: "2s" });
+      const { body, contentType } = bodyOf({ method: "POST", kind: "targets", application: special, environment: "ttl", targets: [special, `${special}:9100`], labels: [[special, special]], format, ttl: "2s" });
       const answer = await sd.request("POST", `${path(special, "ttl")}?ttl=2s`, { body: body!, contentType: contentType! });
       expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      const probes = bodyOf({ method: "POST", kind: "probes", application: special, environment: "ttl", targets: [`https://${special}/${special}?${special}=${special}`], labels: [[special, special]], format, ttl: "2s" });
+      const probed = await sd.request("POST", `${path(special, "ttl", "probes")}?ttl=2s`, { body: probes.body!, contentType: probes.contentType! });
+      expect(probed.status, JSON.stringify(probed.body)).toBe(200);
     }
     const due = new Map<string, { group: string; target: string; deadline: number }>();
     for (const line of await index()) {
+      const kind = line.probes === true ? "probes" : "targets";
       for (const [listed, deadline] of Object.entries(line.expires ?? {})) {
-        due.set(`${line.application}/${line.environment} ${listed}`, { group: path(line.application, line.environment), target: listed, deadline: Date.parse(deadline) });
+        due.set(`${line.application}/${line.environment} ${kind} ${listed}`, { group: path(line.application, line.environment, kind), target: listed, deadline: Date.parse(deadline) });
       }
     }
-    expect(due.size).toBeGreaterThanOrEqual(SPECIAL.length * 2);
+    expect(due.size).toBeGreaterThanOrEqual(SPECIAL.length * 3);
     const groups = [...new Set([...due.values()].map(({ group }) => group))];
     const early: string[] = [];
     const late: string[] = [];

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, makeTempDir, removeDir, request } from "../helpers.js";
 import { forKubePlay, loadManifests, type KubePlay } from "../support/kubernetes.js";
 import {
+  BLACKBOX_EXPORTER_BASE,
   buildServiceImage,
   Cleanup,
   ensureBaseImage,
@@ -52,6 +53,7 @@ let podman: Podman;
 let dockerCompose = "";
 let scratch = "";
 let prometheusImage = "";
+let blackboxImage = "";
 let serviceImage = "";
 let dockerHost = "";
 const outerCleanup = new Cleanup();
@@ -96,10 +98,16 @@ beforeAll(async () => {
   outerCleanup.add("the temporary directory", () => removeDir(scratch));
   podman = await preparePodman(tools.podman, scratch);
 
-  const [node, prometheus] = await Promise.all([ensureBaseImage(podman, tools.mmdebstrap, NODE_BASE), ensureBaseImage(podman, tools.mmdebstrap, PROMETHEUS_BASE)]);
+  const [node, prometheus, blackbox] = await Promise.all([
+    ensureBaseImage(podman, tools.mmdebstrap, NODE_BASE),
+    ensureBaseImage(podman, tools.mmdebstrap, PROMETHEUS_BASE),
+    ensureBaseImage(podman, tools.mmdebstrap, BLACKBOX_EXPORTER_BASE),
+  ]);
   timings.set("node base image", `${seconds(node.ms)} (${node.how})`);
   timings.set("prometheus image", `${seconds(prometheus.ms)} (${prometheus.how})`);
+  timings.set("blackbox_exporter image", `${seconds(blackbox.ms)} (${blackbox.how})`);
   prometheusImage = prometheus.image;
+  blackboxImage = blackbox.image;
 
   serviceImage = `localhost/file-sd-writer-test/service:${RUN}`;
   outerCleanup.add(`image ${serviceImage}`, () => podmanRemove(podman, ["rmi", "--force", serviceImage]));
@@ -151,7 +159,7 @@ describe("docker-compose.yml, run by Debian's docker-compose on podman", () => {
   let compose: (args: readonly string[], timeoutMs?: number) => Promise<Run>;
 
   beforeAll(async () => {
-    const [fileSdPort, prometheusPort] = [await loopbackPort(), await loopbackPort()];
+    const [fileSdPort, prometheusPort, blackboxPort] = [await loopbackPort(), await loopbackPort(), await loopbackPort()];
     fileSdUrl = `http://127.0.0.1:${fileSdPort}`;
     prometheusUrl = `http://127.0.0.1:${prometheusPort}`;
     // A .env as a user writes it: the images to run, the ports, and one setting of the service.
@@ -161,9 +169,11 @@ describe("docker-compose.yml, run by Debian's docker-compose on podman", () => {
       [
         `FILE_SD_IMAGE=${serviceImage}`,
         `PROMETHEUS_IMAGE=${prometheusImage}`,
+        `BLACKBOX_EXPORTER_IMAGE=${blackboxImage}`,
         "PUBLISH_ADDRESS=127.0.0.1",
         `FILE_SD_PORT=${fileSdPort}`,
         `PROMETHEUS_PORT=${prometheusPort}`,
+        `BLACKBOX_EXPORTER_PORT=${blackboxPort}`,
         `MAX_BODY_BYTES=${maxBodyBytes}`,
         "",
       ].join("\n"),
@@ -196,6 +206,17 @@ describe("docker-compose.yml, run by Debian's docker-compose on podman", () => {
     expect(status.status, JSON.stringify(status.body)).toBe(200);
     expect(status.body).toMatchObject({ ready: true });
     timings.set("compose: PUT to up in the status answer", seconds(Date.now() - started));
+  }, 90_000);
+
+  it("a URL registered as a probe is probed by the blackbox_exporter beside Prometheus, and its status answers 200", async () => {
+    const started = Date.now();
+    // The service's own /-/healthy, as the exporter reaches it on Compose's network.
+    const put = await request(fileSdUrl, "PUT", `/${APPLICATION}/${environment}/probes`, { body: "targets=http://file-sd:12345/-/healthy&__param_module=http_2xx" });
+    expect(put.status, JSON.stringify(put.body)).toBe(200);
+    const status = await request(fileSdUrl, "GET", `/${APPLICATION}/${environment}/probes/status?wait=45s`);
+    expect(status.status, JSON.stringify(status.body)).toBe(200);
+    expect(status.body).toMatchObject({ ready: true, targets: [{ target: "http://file-sd:12345/-/healthy", servers: [{ health: "up", probe: { success: true, httpStatusCode: 200 } }] }] });
+    timings.set("compose: probe PUT to probe_success in the status answer", seconds(Date.now() - started));
   }, 90_000);
 
   it("a setting in .env reaches the running service: MAX_BODY_BYTES turns a larger body away", async () => {
@@ -321,6 +342,16 @@ describe("contrib/kubernetes, run by podman kube play", () => {
 
   const kubePlay = async (): Promise<void> => {
     const started = Date.now();
+    // The pod's init containers, as the kubelet runs them before the pod (test/support/kubernetes.ts says why here).
+    for (const init of play.initContainers) {
+      await podman.mustRun([
+        "run", "--rm", "--name", `${init.name}${suffix}`,
+        ...(init.user === undefined ? [] : ["--user", init.user]),
+        ...(init.readOnlyRootFilesystem ? ["--read-only"] : []),
+        ...init.mounts.flatMap((mount) => ["--volume", `${mount.volume}:${mount.mountPath}`]),
+        "--entrypoint", init.command[0] ?? "", init.image, ...init.command.slice(1),
+      ]);
+    }
     await podman.mustRun(["kube", "play", "--network", network, manifestFile], 180_000);
     try {
       await ready(fileSdUrl);
@@ -335,8 +366,10 @@ describe("contrib/kubernetes, run by podman kube play", () => {
     play = await forKubePlay(await loadManifests(), {
       suffix,
       images: new Map([
+        ["file-sd-folders", serviceImage],
         ["file-sd-writer", serviceImage],
         ["prometheus", prometheusImage],
+        ["blackbox-exporter", blackboxImage],
       ]),
       freePort: loopbackPort,
     });
@@ -395,6 +428,8 @@ describe("contrib/kubernetes, run by podman kube play", () => {
 
     // What the kubelet would ask (kube play 4.3 turns probes into curl health checks, and the images have no curl).
     expect(play.probes.map(({ container, kind }) => `${container} ${kind}`).sort()).toEqual([
+      "blackbox-exporter liveness",
+      "blackbox-exporter readiness",
       "file-sd-writer liveness",
       "file-sd-writer readiness",
       "prometheus liveness",
@@ -405,6 +440,21 @@ describe("contrib/kubernetes, run by podman kube play", () => {
       expect(answer.status, `${probe.container} ${probe.kind} probe ${probe.path}`).toBe(200);
     }
   }, 60_000);
+
+  it("a URL registered as a probe is probed by the pod's blackbox_exporter, and its status answers 200", async () => {
+    const started = Date.now();
+    // The sidecar's own /-/healthy, on the pod's localhost.
+    const put = await request(fileSdUrl, "PUT", `/${APPLICATION}/${environment}/probes`, { body: "targets=http://localhost:12345/-/healthy" });
+    expect(put.status, JSON.stringify(put.body)).toBe(200);
+    // The init container made the folder on the claim, as the service's user.
+    const mountpoint = (await podman.mustRun(["volume", "inspect", "--format", "{{.Mountpoint}}", `file-sd${suffix}`])).stdout.trim();
+    const folder = await stat(join(mountpoint, "probes"));
+    expect([folder.uid, folder.isDirectory()]).toEqual([SERVICE_UID, true]);
+    const status = await request(fileSdUrl, "GET", `/${APPLICATION}/${environment}/probes/status?wait=45s`);
+    expect(status.status, `${JSON.stringify(status.body)}\n${await podDiagnosis(play.deployment)}`).toBe(200);
+    expect(status.body).toMatchObject({ ready: true, targets: [{ servers: [{ health: "up", probe: { success: true, httpStatusCode: 200 } }] }] });
+    timings.set("kube: probe PUT to probe_success in the status answer", seconds(Date.now() - started));
+  }, 90_000);
 
   it("registrations outlive the pod: after kube down and kube play again, the group is there and Prometheus lists it", async () => {
     const down = await podman.mustRun(["kube", "down", manifestFile], 120_000);

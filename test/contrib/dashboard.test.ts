@@ -42,8 +42,11 @@ interface Dashboard {
 const DATASOURCE = { type: "prometheus", uid: "${datasource}" };
 /** Panels that ship with Grafana: no plugin to install. */
 const BUILT_IN_PANELS = new Set(["row", "stat", "timeseries", "gauge", "bargauge", "table", "text", "heatmap"]);
-/** Series Prometheus makes itself for every scrape, not the service. */
-const SCRAPE_SERIES = new Set(["up"]);
+/**
+ * Series the service does not export: Prometheus makes `up` for every scrape, and
+ * blackbox_exporter `probe_success` for the probes (the alerts on them, docs/probes.md).
+ */
+const SCRAPE_SERIES = new Set(["up", "probe_success"]);
 /** What the dashboard must show (issue 12): requests, rejections, latencies, groups, targets, outside changes. */
 const REQUIRED = [
   "file_sd_http_requests_total",

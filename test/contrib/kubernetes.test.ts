@@ -51,6 +51,10 @@ function only(manifests: readonly Manifest[], kind: string): Manifest[] {
   return manifests.filter((manifest) => manifest.kind === kind);
 }
 
+function configMap(manifests: readonly Manifest[], name: string): { metadata: { name: string }; data: Record<string, string> } | undefined {
+  return only(manifests, "ConfigMap").find((manifest) => manifest.name === name)?.object as { metadata: { name: string }; data: Record<string, string> } | undefined;
+}
+
 function container(pod: PodSpec, name: string): Container {
   const found = pod.containers.find((candidate) => candidate.name === name);
   if (found === undefined) throw new Error(`the pod has no container named ${name}`);
@@ -78,8 +82,9 @@ describe("contrib/kubernetes/", () => {
     if (scratch !== "") await removeDir(scratch);
   });
 
-  it("holds Prometheus' Deployment, its config, two claims and two Services", () => {
+  it("holds Prometheus' Deployment, its config and blackbox_exporter's, two claims and two Services", () => {
     expect(manifests.map((manifest) => `${manifest.kind}/${manifest.name}`).sort()).toEqual([
+      "ConfigMap/blackbox-exporter-config",
       "ConfigMap/prometheus-config",
       "Deployment/prometheus",
       "PersistentVolumeClaim/file-sd",
@@ -132,10 +137,10 @@ describe("contrib/kubernetes/", () => {
     const claims = only(manifests, "PersistentVolumeClaim").map((claim) => claim.name);
     expect(claims).toContain(volume?.persistentVolumeClaim?.claimName);
 
-    const config = only(manifests, "ConfigMap")[0]?.object as { metadata: { name: string }; data: Record<string, string> } | undefined;
+    const config = configMap(manifests, "prometheus-config");
     const prometheusYml = load(config?.data["prometheus.yml"] ?? "") as { scrape_configs: { file_sd_configs?: { files: string[] }[] }[] };
     const globs = prometheusYml.scrape_configs.flatMap((job) => (job.file_sd_configs ?? []).flatMap((sd) => sd.files));
-    expect(globs).toEqual(["/file_sd/*.json"]);
+    expect(globs).toEqual(["/file_sd/*.json", "/file_sd/probes/*.json"]);
     expect(prometheus.volumeMounts).toContainEqual({ name: written?.name, mountPath: posix.dirname(globs[0] ?? ""), readOnly: true });
 
     // Prometheus' config is the ConfigMap, mounted where its --config.file points.
@@ -149,10 +154,13 @@ describe("contrib/kubernetes/", () => {
     expect(claims).toContain(pod.volumes?.find((candidate) => candidate.name === dataMount?.name)?.persistentVolumeClaim?.claimName);
   });
 
-  it("the ConfigMap's prometheus.yml is the repository's, with the sidecar on localhost, and promtool accepts it", async () => {
-    const config = only(manifests, "ConfigMap")[0]?.object as { data: Record<string, string> } | undefined;
+  it("the ConfigMap's prometheus.yml is the repository's, with the sidecar and blackbox_exporter on localhost, and promtool accepts it", async () => {
+    const config = configMap(manifests, "prometheus-config");
     const text = config?.data["prometheus.yml"] ?? "";
-    const repository = (await readFile(join(ROOT, "prometheus.yml"), "utf8")).replaceAll("file-sd:12345", "localhost:12345");
+    const blackbox = container(pod, "blackbox-exporter").ports?.find((port) => port.name === "blackbox")?.containerPort;
+    const repository = (await readFile(join(ROOT, "prometheus.yml"), "utf8"))
+      .replaceAll("file-sd:12345", "localhost:12345")
+      .replaceAll("blackbox-exporter:9115", `localhost:${blackbox}`);
     expect(load(text)).toEqual(load(repository));
     const file = join(scratch, "prometheus.yml");
     await writeFile(file, text);
@@ -162,6 +170,25 @@ describe("contrib/kubernetes/", () => {
       );
     });
     expect(result.code, result.output).toBe(0);
+  });
+
+  it("blackbox_exporter is the pod's third container, with the repository's blackbox.yml where its --config.file points", async () => {
+    const exporter = container(pod, "blackbox-exporter") as Container & { args?: string[] };
+    const config = configMap(manifests, "blackbox-exporter-config");
+    const volume = pod.volumes?.find((candidate) => candidate.configMap?.name === "blackbox-exporter-config");
+    const mount = exporter.volumeMounts?.find((candidate) => candidate.name === volume?.name);
+    expect(mount?.readOnly).toBe(true);
+    const [file = ""] = Object.keys(config?.data ?? {});
+    expect(exporter.args).toContain(`--config.file=${mount?.mountPath}/${file}`);
+    expect(config?.data[file]).toBe(await readFile(join(ROOT, "blackbox.yml"), "utf8"));
+    expect(exporter.securityContext?.runAsUser).not.toBe(0);
+  });
+
+  it("an init container makes the probes/ folder on the claim as the service's user, before Prometheus first looks for it", async () => {
+    const init = ((pod as PodSpec & { initContainers?: (Container & { command?: string[] })[] }).initContainers ?? []).find((each) => each.name === "file-sd-folders");
+    expect(init?.command?.join(" ")).toContain("/file_sd/probes");
+    expect(init?.volumeMounts).toEqual(container(pod, "file-sd-writer").volumeMounts);
+    expect(String(init?.securityContext?.runAsUser)).toBe(await dockerfileValue("CONTAINER_UID"));
   });
 
   it("the sidecar runs as the image's uid, not root, and asks the Prometheus beside it", async () => {

@@ -21,8 +21,8 @@ import { findTool } from "../support/tools.js";
  *   other lines only here-documents that write a file (`cat > targets.yml <<'YAML'`) run; the
  *   rest (make, docker, kubectl, etcdctl…) is for the reader.
  * - A line that uses `$TOKEN` runs against a service with a tokens file that accepts it; one with
- *   `https://` or `--cacert` against one with a certificate the test makes (at the path the line
- *   names); the lines of docs/etcd.md against a service in etcd mode on a one-member etcd.
+ *   `https://localhost`, `https://127.0.0.1` or `--cacert` against one with a certificate the test
+ *   makes (at the path the line names); the lines of docs/etcd.md against a service in etcd mode on a one-member etcd.
  * - A line fails the test when it exits non-zero (curl, or the pipeline: `set -o pipefail`) or
  *   when any answer it got is a 5xx. A trailing `# → <JSON>` is compared with the line's output,
  *   and `# → <status>` with its last answer's status.
@@ -39,6 +39,10 @@ const NOT_RUNNABLE: readonly { readonly pattern: RegExp; readonly why: string }[
   {
     pattern: /--fail-with-body "\$S\/billing\/prod\/status\?wait=2m"/,
     why: "the deploy gate waits for $(hostname):9100, a real exporter, to be scraped by a real Prometheus; test/status/prometheus-status.test.ts runs the same ?wait= against two real Prometheus servers",
+  },
+  {
+    pattern: /--fail-with-body "\$S\/billing\/prod\/probes\/status\?wait=2m"/,
+    why: "the probes' deploy gate waits for a URL to be probed by a real blackbox_exporter through a real Prometheus; test/probes/blackbox.test.ts runs this very line against both",
   },
 ];
 
@@ -84,7 +88,8 @@ function linesOf(page: string, block: CodeBlock): Line[] {
     const curl = CURL_COMMAND.test(text);
     if (!curl && !FILE_HERE_DOCUMENT.test(text)) return [];
     if (curl && NOT_RUNNABLE.some(({ pattern }) => pattern.test(text))) return [];
-    const profile = { tls: /https:\/\/|--cacert/.test(text), token: text.includes("$TOKEN") };
+    // HTTPS to the service itself: a probe URL (targets=https://…) is only data.
+    const profile = { tls: /https:\/\/(?:localhost|127\.0\.0\.1)[:/]|--cacert/.test(text), token: text.includes("$TOKEN") };
     return [{ page, line, text, curl, profile, expected: curl ? expectedOf(text) : undefined }];
   });
 }

@@ -116,6 +116,21 @@ describe("write tokens (AUTH_TOKENS_FILE)", () => {
     expect((readOnly.body as { message: string }).message).toContain("it may change: no application (read only)");
   });
 
+  it("a token that may change an application may change its probes, and no other application's", async () => {
+    const service = await startWithTokens("public");
+    const url = "https://billing.example.com/health";
+    expect((await service.request("PUT", "/billing/prod/probes", { body: `targets=${url}` })).status).toBe(401);
+    const put = await service.request("PUT", "/billing/prod/probes", { body: `targets=${url}`, headers: bearer(billing) });
+    expect(put.status).toBe(200);
+    expect(await service.fileOf("billing", "prod", "probes")).toEqual([{ targets: [url], labels: { job: "billing", env: "prod" } }]);
+    const elsewhere = await service.request("PUT", "/search/prod/probes", { body: `targets=${url}`, headers: bearer(billing) });
+    expect(elsewhere.status).toBe(403);
+    expect((elsewhere.body as { message: string }).message).toMatch(/may not change application "search"/);
+    expect(await service.fileOf("search", "prod", "probes")).toBeUndefined();
+    expect((await service.request("DELETE", "/billing/prod/probes", { headers: bearer(reader) })).status).toBe(403);
+    expect((await service.request("DELETE", "/billing/prod/probes", { headers: bearer(billing) })).status).toBe(200);
+  });
+
   it("with read: public, GETs need no token", async () => {
     const service = await startWithTokens("public");
     for (const path of ["/billing/prod", "/", "/-/http_sd"]) {
@@ -125,7 +140,7 @@ describe("write tokens (AUTH_TOKENS_FILE)", () => {
 
   it("with read: token, GETs of registered data need any token from the file; health, metrics and the description stay open", async () => {
     const service = await startWithTokens("token");
-    for (const path of ["/billing/prod", "/", "/-/http_sd", "/?application=billing"]) {
+    for (const path of ["/billing/prod", "/", "/-/http_sd", "/?application=billing", "/billing/prod/probes", "/-/http_sd?kind=probes"]) {
       const anonymous = await service.request("GET", path);
       expect(anonymous.status).toBe(401);
       expect(anonymous.headers.get("www-authenticate")).toBe('Bearer realm="file_sd"');

@@ -76,15 +76,22 @@ describe("GET /metrics", () => {
     expect(samples.filter((sample) => sample.name === "file_sd_rejected_requests_total")).toHaveLength(12);
   });
 
-  it("shows registered groups and targets, and times every file write", async () => {
+  it("shows registered groups and targets, probe groups and their targets apart, and times every file write", async () => {
     const service = await start();
+    const before = (await scrape(service)).samples;
+    expect(sampleValue(before, "file_sd_groups", { kind: "probes" })).toBe(0);
+    expect(sampleValue(before, "file_sd_targets", { kind: "probes" })).toBe(0);
     await service.request("PUT", "/billing/prod", { body: "targets=a:9100,b:9100" });
     await service.request("PUT", "/search/prod", { body: "targets=c:9100" });
     await service.request("DELETE", "/search/prod");
+    const probes = await service.request("PUT", "/billing/prod/probes", { body: { targets: ["https://billing.example.com/health", "https://billing.example.com/", "db:5432"] } });
+    expect(probes.status).toBe(200);
     const { samples } = await scrape(service);
-    expect(sampleValue(samples, "file_sd_groups")).toBe(1);
-    expect(sampleValue(samples, "file_sd_targets")).toBe(2);
-    expect(sampleValue(samples, "file_sd_file_write_duration_seconds_count")).toBe(2);
+    expect(sampleValue(samples, "file_sd_groups", { kind: "targets" })).toBe(1);
+    expect(sampleValue(samples, "file_sd_targets", { kind: "targets" })).toBe(2);
+    expect(sampleValue(samples, "file_sd_groups", { kind: "probes" })).toBe(1);
+    expect(sampleValue(samples, "file_sd_targets", { kind: "probes" })).toBe(3);
+    expect(sampleValue(samples, "file_sd_file_write_duration_seconds_count")).toBe(3);
     expect(sampleValue(samples, "file_sd_files_removed_total")).toBe(1);
   });
 
@@ -95,7 +102,7 @@ describe("GET /metrics", () => {
       JSON.stringify([{ targets: ["a:9100"], labels: { job: "billing", env: "prod" } }]),
     );
     await eventually(async () => sampleValue((await scrape(service)).samples, "file_sd_outside_changes_total") === 1, 10_000, "the outside change to be counted");
-    expect(sampleValue((await scrape(service)).samples, "file_sd_groups")).toBe(1);
+    expect(sampleValue((await scrape(service)).samples, "file_sd_groups", { kind: "targets" })).toBe(1);
   });
 
   it("counts unreadable files, failed writes and crash leftovers removed at start", async () => {
@@ -112,14 +119,14 @@ describe("GET /metrics", () => {
     expect(sampleValue(samples, "file_sd_file_read_errors_total")).toBe(2);
     expect(sampleValue(samples, "file_sd_leftover_files_removed_total")).toBe(1);
     expect(sampleValue(samples, "file_sd_file_write_errors_total")).toBe(1);
-    expect(sampleValue(samples, "file_sd_groups")).toBe(0);
+    expect(sampleValue(samples, "file_sd_groups", { kind: "targets" })).toBe(0);
   });
 
   it("keeps one registry per service, so two services in one process count apart", async () => {
     const first = await start();
     const second = await start();
     await first.request("PUT", "/billing/prod", { body: "targets=a:9100" });
-    expect(sampleValue((await scrape(first)).samples, "file_sd_groups")).toBe(1);
-    expect(sampleValue((await scrape(second)).samples, "file_sd_groups")).toBe(0);
+    expect(sampleValue((await scrape(first)).samples, "file_sd_groups", { kind: "targets" })).toBe(1);
+    expect(sampleValue((await scrape(second)).samples, "file_sd_groups", { kind: "targets" })).toBe(0);
   });
 });

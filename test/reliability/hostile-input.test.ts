@@ -353,14 +353,18 @@ async function directoryProblems(parent: string, directory: string, url: string)
       continue;
     }
     const path = join(directory, name);
-    if (!(await stat(path)).isFile()) {
+    // Gone since the listing: a group registered with ?ttl=2s expired meanwhile, as it should.
+    const found = await stat(path).catch((error: NodeJS.ErrnoException) => (error.code === "ENOENT" ? undefined : Promise.reject(error)));
+    if (found === undefined) continue;
+    if (!found.isFile()) {
       problems.push(`${name} is not a regular file`);
       continue;
     }
-    const text = await readFile(path, "utf8");
+    const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => (error.code === "ENOENT" ? undefined : Promise.reject(error)));
+    if (text === undefined) continue;
     try {
       const list: unknown = JSON.parse(text);
-      if (!Array.isArray(list) || list.length !== 1 || parseGroupFile(text) === undefined) {
+      if (!Array.isArray(list) || list.length !== 1 || parseGroupFile(text, "targets") === undefined) {
         problems.push(`${name} does not hold exactly one group`);
       }
       const [application, environment] = name.slice(0, -".json".length).split("@") as [string, string];

@@ -184,7 +184,7 @@ export async function readDirectoryState(directory: string): Promise<DirectorySt
       continue;
     }
     try {
-      const group = parseGroupFile(await readFile(path, "utf8"));
+      const group = parseGroupFile(await readFile(path, "utf8"), "targets");
       groups.set(groupKey(appEnv), group?.targets ?? []);
     } catch (error) {
       problems.push(`${name} is not a valid group list: ${(error as Error).message}`);

@@ -27,7 +27,7 @@ afterAll(async () => {
 
 describe("GET /<application>/<environment>/status without PROMETHEUS_URL", () => {
   it("is a 404 that says what to set, also with ?wait (a deploy gate must not pass)", async () => {
-    for (const path of ["/billing/prod/status", "/billing/prod/status?wait=5s", "/-/status"]) {
+    for (const path of ["/billing/prod/status", "/billing/prod/status?wait=5s", "/-/status", "/billing/prod/probes/status?wait=5s", "/-/status?kind=probes"]) {
       const answer = await off.request("GET", path);
       expect(answer.status, path).toBe(404);
       expect((answer.body as { message: string }).message).toMatch(/PROMETHEUS_URL=http:\/\/prometheus:9090/);
@@ -37,7 +37,7 @@ describe("GET /<application>/<environment>/status without PROMETHEUS_URL", () =>
 
 describe("the status routes", () => {
   it("answer 405 with Allow to other methods", async () => {
-    for (const path of ["/billing/prod/status", "/-/status"]) {
+    for (const path of ["/billing/prod/status", "/-/status", "/billing/prod/probes/status"]) {
       const answer = await nobody.request("POST", path, { body: "x=1" });
       expect(answer.status, path).toBe(405);
       expect(answer.headers.get("allow")).toBe("GET, HEAD");
@@ -45,7 +45,7 @@ describe("the status routes", () => {
   });
 
   it("leave every other three-segment path a 404", async () => {
-    for (const path of ["/billing/prod/statuses", "/billing/prod/health", "/billing/prod/status/x"]) {
+    for (const path of ["/billing/prod/statuses", "/billing/prod/health", "/billing/prod/status/x", "/billing/prod/probes/x", "/billing/prod/probes/status/x"]) {
       expect((await nobody.request("GET", path)).status, path).toBe(404);
     }
   });
@@ -69,6 +69,16 @@ describe("the status routes", () => {
         `?wait=${JSON.stringify(wait)} is not a Prometheus duration such as 30s, 2m or 1m30s, at most 10m`,
       );
     }
+  });
+
+  it("the probes' status takes the same ?wait=, and nothing else", async () => {
+    expect((await nobody.request("GET", "/billing/prod/probes/status?wait=11m")).status).toBe(400);
+    const unknown = await nobody.request("GET", "/billing/prod/probes/status?ttl=1s");
+    expect(unknown.status).toBe(400);
+    expect((unknown.body as { message: string }).message).toMatch(/unknown query parameter "ttl": GET \/<application>\/<environment>\/probes\/status takes \?wait=/);
+    const kind = await nobody.request("GET", "/-/status?kind=probe");
+    expect(kind.status).toBe(400);
+    expect((kind.body as { message: string }).message).toMatch(/\?kind="probe" is not a kind of group: give \?kind=targets .* or \?kind=probes/);
   });
 
   it("?wait given twice is a 400", async () => {
@@ -127,6 +137,30 @@ describe("a Prometheus that does not answer", () => {
     const waited = await nobody.request("GET", "/nothing/here/status?wait=300ms");
     expect(waited.status).toBe(503);
     expect(waited.body).toEqual(now.body);
+  });
+
+  it("a probe is unreachable too, with the reason, and nothing registered says how to register a probe", async () => {
+    expect((await nobody.request("PUT", "/billing/prod/probes", { body: "targets=https://billing.example.com/health" })).status).toBe(200);
+    const answer = await nobody.request("GET", "/billing/prod/probes/status?wait=300ms");
+    expect(answer.status).toBe(503);
+    expect(answer.body).toEqual({
+      application: "billing",
+      environment: "prod",
+      kind: "probes",
+      ready: false,
+      targets: [
+        {
+          target: "https://billing.example.com/health",
+          ready: false,
+          servers: [{ prometheus: closedUrl, health: "unreachable", lastScrape: null, error: expect.stringMatching(/ECONNREFUSED/) }],
+        },
+      ],
+    });
+    const nothing = await nobody.request("GET", "/nothing/here/probes/status");
+    expect(nothing.body).toMatchObject({ kind: "probes", ready: false, targets: [], message: expect.stringMatching(/^nothing is registered for the probes of nothing\/here; register it first \(curl -X PUT -d targets=https:\/\/host\/path -d __param_module=http_2xx …\/nothing\/here\/probes\)/) });
+    const all = (await nobody.request("GET", "/-/status?kind=probes")).body as { groups: { application: string; kind?: string }[] };
+    expect(all.groups.map((group) => `${group.application} ${group.kind}`)).toEqual(["billing probes"]);
+    expect((await nobody.request("DELETE", "/billing/prod/probes")).status).toBe(200);
   });
 
   it("GET /-/status lists every group with its status, and takes the index' filters", async () => {

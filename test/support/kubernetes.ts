@@ -137,6 +137,10 @@ export function strictErrors(manifests: readonly Manifest[]): string[] {
  * The caller also stands in for the kubelet's fsGroup, which podman ignores
  * (containers/podman#17583): podman gives a new volume to whichever container mounts it first,
  * so a claim two containers share must be given the pod's fsGroup before the pod starts.
+ * And for the init containers: podman 4.3's kube play fails to remove one that has finished
+ * ("cannot remove container … as it is running") and does not start the pod, so they are left
+ * out of the YAML and given to the caller (`initContainers`) to run as the kubelet would, one
+ * after the other before the pod starts, with their image, command, user and mounts.
  */
 export interface KubePlay {
   readonly yaml: string;
@@ -151,11 +155,22 @@ export interface KubePlay {
   readonly probes: readonly { container: string; kind: "liveness" | "readiness"; port: string; path: string }[];
   /** The pod's fsGroup. */
   readonly fsGroup: number | undefined;
+  /** The init containers, in order: each mount's volume is a claim's (renamed) or a ConfigMap's. */
+  readonly initContainers: readonly {
+    readonly name: string;
+    readonly image: string;
+    readonly command: readonly string[];
+    readonly user: string | undefined;
+    readonly readOnlyRootFilesystem: boolean;
+    readonly mounts: readonly { readonly volume: string; readonly mountPath: string }[];
+  }[];
 }
 
 interface ContainerSpec {
   name: string;
-  volumeMounts?: { name: string }[];
+  command?: string[];
+  securityContext?: { runAsUser?: number; runAsGroup?: number; readOnlyRootFilesystem?: boolean };
+  volumeMounts?: { name: string; mountPath: string }[];
   image?: string;
   imagePullPolicy?: string;
   ports?: { name?: string; containerPort: number; hostPort?: number; hostIP?: string }[];
@@ -165,6 +180,7 @@ interface ContainerSpec {
 
 interface PodTemplate {
   securityContext?: { fsGroup?: number };
+  initContainers?: ContainerSpec[];
   containers: ContainerSpec[];
   volumes?: { name: string; persistentVolumeClaim?: { claimName: string }; configMap?: { name?: string } }[];
 }
@@ -181,6 +197,7 @@ export async function forKubePlay(
   const configMapVolumes: string[] = [];
   const hostPorts = new Map<string, number>();
   const probes: KubePlay["probes"][number][] = [];
+  const initContainers: KubePlay["initContainers"][number][] = [];
   let deployment: string | undefined;
   let fsGroup: number | undefined;
   for (const document of documents) {
@@ -198,11 +215,28 @@ export async function forKubePlay(
           throw new Error(`volume ${volume.name} claims ${volume.persistentVolumeClaim.claimName}, which contrib/kubernetes does not define`);
         }
         volume.persistentVolumeClaim.claimName += options.suffix;
-        const mountedBy = pod.containers.filter((container) => (container.volumeMounts ?? []).some((mount) => mount.name === volume.name));
+        const mountedBy = [...(pod.initContainers ?? []), ...pod.containers].filter((container) => (container.volumeMounts ?? []).some((mount) => mount.name === volume.name));
         claims.push({ name: volume.persistentVolumeClaim.claimName, shared: mountedBy.length > 1 });
       }
       if (volume.configMap?.name !== undefined) volume.configMap.name += options.suffix;
     }
+    const volumeNames = new Map(
+      (pod.volumes ?? []).map((volume) => [volume.name, volume.persistentVolumeClaim?.claimName ?? volume.configMap?.name ?? volume.name]),
+    );
+    for (const container of pod.initContainers ?? []) {
+      const image = options.images.get(container.name);
+      if (image === undefined) throw new Error(`no test image for init container ${container.name}; map it in the test`);
+      const { runAsUser, runAsGroup } = container.securityContext ?? {};
+      initContainers.push({
+        name: container.name,
+        image,
+        command: container.command ?? [],
+        user: runAsUser === undefined ? undefined : `${runAsUser}:${runAsGroup ?? runAsUser}`,
+        readOnlyRootFilesystem: container.securityContext?.readOnlyRootFilesystem === true,
+        mounts: (container.volumeMounts ?? []).map((mount) => ({ volume: volumeNames.get(mount.name) ?? mount.name, mountPath: mount.mountPath })),
+      });
+    }
+    delete pod.initContainers;
     for (const container of pod.containers) {
       const image = options.images.get(container.name);
       if (image === undefined) throw new Error(`no test image for container ${container.name}; map it in the test`);
@@ -221,5 +255,5 @@ export async function forKubePlay(
     }
   }
   if (deployment === undefined) throw new Error("contrib/kubernetes has no Deployment");
-  return { yaml: documents.map((document) => dump(document)).join("---\n"), deployment, claims, configMapVolumes, hostPorts, probes, fsGroup };
+  return { yaml: documents.map((document) => dump(document)).join("---\n"), deployment, claims, configMapVolumes, hostPorts, probes, fsGroup, initContainers };
 }

@@ -260,6 +260,25 @@ export const PROMETHEUS_BASE: BaseImageRecipe = {
   ],
 };
 
+/**
+ * Stands in for prom/blackbox-exporter, laid out like it: the binary as the entrypoint (Debian
+ * names it after its package), user nobody, port 9115, the configuration at
+ * /etc/blackbox_exporter/config.yml (Compose and the manifests mount blackbox.yml there).
+ */
+export const BLACKBOX_EXPORTER_BASE: BaseImageRecipe = {
+  name: "blackbox-exporter",
+  suite: "trixie",
+  packages: ["prometheus-blackbox-exporter"],
+  hooks: [],
+  changes: [
+    `ENV ${IMPORTED_PATH}`,
+    "USER 65534:65534",
+    "EXPOSE 9115",
+    'ENTRYPOINT ["/usr/bin/prometheus-blackbox-exporter"]',
+    'CMD ["--config.file=/etc/blackbox_exporter/config.yml"]',
+  ],
+};
+
 export const HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
 
 /**

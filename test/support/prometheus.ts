@@ -182,9 +182,15 @@ export async function waitForTargets(
   }
 }
 
-/** The targets Prometheus read from the file named `fileName` (`__meta_filepath` ends with it). */
+/**
+ * The targets Prometheus read from the file named `fileName` (`__meta_filepath` ends with it):
+ * `app@env.json` is a scrape group's, never the probe group's `probes/app@env.json`.
+ */
 export function targetsFromFile(targets: readonly ActiveTarget[], fileName: string): ActiveTarget[] {
-  return targets.filter((target) => target.discoveredLabels.__meta_filepath?.endsWith(`/${fileName}`));
+  return targets.filter((target) => {
+    const path = target.discoveredLabels.__meta_filepath ?? "";
+    return path.endsWith(`/${fileName}`) && (fileName.startsWith("probes/") || !path.endsWith(`/probes/${fileName}`));
+  });
 }
 
 /** The sum of every series called `name` on Prometheus' own `/metrics`; undefined when there is none. */

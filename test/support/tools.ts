@@ -11,6 +11,8 @@ export interface Tool {
 
 export const PROMETHEUS: Tool = { name: "prometheus", envVar: "PROMETHEUS_BIN", debianPackage: "prometheus" };
 export const PROMTOOL: Tool = { name: "promtool", envVar: "PROMTOOL_BIN", debianPackage: "prometheus" };
+/** Debian names the binary after its package; upstream's release tarball calls it blackbox_exporter (set BLACKBOX_EXPORTER_BIN). */
+export const BLACKBOX_EXPORTER: Tool = { name: "prometheus-blackbox-exporter", envVar: "BLACKBOX_EXPORTER_BIN", debianPackage: "prometheus-blackbox-exporter" };
 /** Debian's chromium, driven by playwright-core: the page tests never download a browser. */
 export const CHROMIUM: Tool = { name: "chromium", envVar: "CHROMIUM_BIN", debianPackage: "chromium" };
 export const DOCKER_COMPOSE: Tool = { name: "docker-compose", envVar: "DOCKER_COMPOSE_BIN", debianPackage: "docker-compose" };
@@ -64,6 +66,10 @@ export function findPrometheus(): string {
 export function findPromtool(): string {
   const prometheus = process.env[PROMETHEUS.envVar]?.trim();
   return findTool(PROMTOOL, prometheus ? [dirname(prometheus)] : []);
+}
+
+export function findBlackboxExporter(): string {
+  return findTool(BLACKBOX_EXPORTER);
 }
 
 export function findChromium(): string {

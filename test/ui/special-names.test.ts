@@ -29,6 +29,10 @@ beforeAll(async () => {
   await register("PUT", "/special/labels", { targets: ["host1:9100"], labels: Object.fromEntries(NAMES.map((name) => [name, name])) });
   // As application and environment.
   for (const name of NAMES) await register("PUT", `/${name}/${name}?ttl=1h`, { targets: [`${name}:1`], labels: { team: name } });
+  // As probes: the names as application, environment, URL host, path and query, and labels.
+  for (const name of NAMES) {
+    await register("PUT", `/${name}/${name}/probes?ttl=1h`, { targets: [`https://${name}/${name}?${name}=${name}`, `${name}:443`], labels: { [name]: name } });
+  }
 }, 120_000);
 
 afterAll(async () => {
@@ -38,7 +42,7 @@ afterAll(async () => {
 
 describe("the page with JavaScript-special names registered", () => {
   it(
-    "shows them as they are, with their deadlines, filters on them, and keeps updating",
+    "shows them as they are, scrape groups and probes, with their deadlines, filters on them, and keeps updating",
     async () => {
       const watched = await openWatched(browser);
       const { page } = watched;
@@ -75,6 +79,18 @@ describe("the page with JavaScript-special names registered", () => {
       await page.locator('tr[data-key="late@dev"]').waitFor({ timeout: 10_000 });
       await page.locator('tr[data-key="special@targets"] li[data-key="__proto__"] time.expires', { hasText: /^expires in \d+ s$/ }).waitFor({ timeout: 10_000 });
       expect(await page.locator("#summary").textContent()).toMatch(/^8 groups, 17 targets · health needs PROMETHEUS_URL · 15 expiring$/);
+      // The probe groups of the same names, apart, with their URLs and deadlines.
+      expect(await page.locator("#probe-summary").textContent()).toBe("5 groups, 10 probes (blackbox_exporter) · 10 expiring");
+      for (const name of NAMES) {
+        const row = page.locator(`#probe-rows tr[data-key="probes/${name}@${name}"]`);
+        expect(await row.locator(".target").allTextContents()).toEqual([`https://${name}/${name}?${name}=${name}`, `${name}:443`]);
+        expect(await row.locator("time.expires").count()).toBe(2);
+        expect(await row.locator(".labels li").allTextContents()).toEqual([`job=${name}`, `env=${name}`, `${name}=${name}`]);
+        expect(await row.locator(".links a").first().getAttribute("href")).toBe(`/${name}/${name}/probes`);
+      }
+      await page.locator("#filter").fill("__proto__=__proto__");
+      expect(await page.locator("#probe-rows > tr:not([hidden])").evaluateAll((rows) => rows.map((row) => row.getAttribute("data-key")))).toEqual(["probes/__proto__@__proto__"]);
+      await page.locator("#filter").fill("");
       await nextRefreshes(page, 2);
       await expectNothingWrong(watched, new URL(sd.url).origin);
       await watched.close();

@@ -11,6 +11,8 @@ interface Server {
   health: string;
   error?: string;
   scrapeUrl?: string;
+  probe?: { success?: boolean; httpStatusCode?: number; durationSeconds?: number };
+  debugUrl?: string;
 }
 interface Target {
   target: string;
@@ -31,7 +33,7 @@ interface Element {
 }
 interface View {
   parseFilter(text: string): { terms: unknown[]; notes: string[] };
-  pageParts(page: unknown, filter: string): Record<"refreshed" | "problems" | "summary" | "sources" | "rows" | "empty", Element>;
+  pageParts(page: unknown, filter: string): Record<"refreshed" | "problems" | "summary" | "sources" | "rows" | "empty" | "probes", Element>;
   toHtml(node: Element | string): string;
   h(tag: string, attrs: Record<string, unknown>, ...children: unknown[]): Element;
   scrapeUrlOf(group: Group, target: Target): URL | undefined;
@@ -270,5 +272,26 @@ describe("every value is text", () => {
       expect(shown(`${name}=${name}`, groups)).toEqual([`${name}@${name} ${name}`]);
     }
     expect(text(view.pageParts(page(groups), "").summary)).toBe("5 groups, 5 targets · 5 up · 5 expiring");
+  });
+
+  it("probe groups: their own section, problems counted with the targets', each result as text, a debug link only to http(s)", () => {
+    const probes = [
+      group("shop", "prod", {}, [["https://shop.example.com/<b>", "down", "the probe failed: HTTP status 500"]]),
+      group("web", "prod", {}, [["https://web.example.com/", "up"]]),
+    ];
+    const [down] = probes[0]!.targets;
+    down!.servers.set(PROMETHEUS, { health: "down", error: "the probe failed: HTTP status 500", probe: { success: false, httpStatusCode: 500, durationSeconds: 0.0123 }, debugUrl: "javascript:alert(1)" });
+    probes[1]!.targets[0]!.servers.set(PROMETHEUS, { health: "up", probe: { success: true, httpStatusCode: 200, durationSeconds: 0.0002 } });
+    const parts = view.pageParts({ ...page(GROUPS), probes }, "");
+    const html = view.toHtml(parts.probes);
+    expect(html).toContain('<tr data-key="probes/shop@prod" class="problem">');
+    expect(html).toContain("https://shop.example.com/&lt;b&gt;");
+    expect(html).toContain('<span class="probe-result">HTTP 500 · 12 ms</span>');
+    expect(html).toContain('<span class="probe-result">HTTP 200 · &lt;1 ms</span>');
+    expect(html).toContain('href="/shop/prod/probes/status"');
+    // A debug URL that is not http(s) is no link.
+    expect(html).not.toContain("javascript:");
+    expect(text(parts.problems)).toBe(`Only problems (${GROUPS.flatMap((each) => each.targets).filter((target) => view.isProblem(target)).length + 1})`);
+    expect(text(view.pageParts({ ...page(GROUPS), probes: [] }, "").probes)).toMatch(/No probes registered: curl -X PUT/);
   });
 });
