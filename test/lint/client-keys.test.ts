@@ -13,22 +13,29 @@ import { makeTempDir, removeDir } from "../helpers.js";
  */
 describe("eslint/client-keys", () => {
   let directory: string;
+  let cases = 0;
   beforeAll(async () => {
     directory = await makeTempDir("client-keys-");
-    await mkdir(join(directory, "src"));
-    await writeFile(join(directory, "tsconfig.json"), JSON.stringify({ compilerOptions: { strict: true, target: "ES2022", module: "NodeNext", noEmit: true }, include: ["src"] }));
   });
   afterAll(() => removeDir(directory));
 
+  /**
+   * Each case in a project of its own: typescript-eslint keeps the programs
+   * it built for the process, and a file written after its project's program
+   * was built is "not found in any of the provided projects".
+   */
   async function problems(code: string, { typed = true } = {}): Promise<string[]> {
-    const file = join(directory, "src", `case-${Math.random().toString(36).slice(2)}.${typed ? "ts" : "js"}`);
+    const root = join(directory, `case-${++cases}`);
+    await mkdir(join(root, "src"), { recursive: true });
+    const file = join(root, "src", `case.${typed ? "ts" : "js"}`);
     await writeFile(file, code);
+    await writeFile(join(root, "tsconfig.json"), JSON.stringify({ compilerOptions: { strict: true, target: "ES2022", module: "NodeNext", noEmit: true }, files: ["src/case.ts"] }));
     const eslint = new ESLint({
-      cwd: directory,
+      cwd: root,
       overrideConfigFile: true,
       overrideConfig: [
         ...(typed
-          ? [{ files: ["**/*.ts"], languageOptions: { parser: tseslint.parser, parserOptions: { project: "./tsconfig.json", tsconfigRootDir: directory } } }]
+          ? [{ files: ["**/*.ts"], languageOptions: { parser: tseslint.parser, parserOptions: { project: "./tsconfig.json", tsconfigRootDir: root } } }]
           : [{ files: ["**/*.js"], languageOptions: { sourceType: "script" as const } }]),
         { plugins: { local: { rules: { "client-keys": clientKeys } } }, rules: { "local/client-keys": "error" as const } },
       ],
@@ -45,7 +52,9 @@ describe("eslint/client-keys", () => {
     ["an in test", "export function f(o: object, key: string) { return key in o; }"],
     ["a for…in", "export function f(o: Record<string, number>) { let n = 0; for (const k in o) n += k.length; return n; }"],
   ])("refuses %s", async (_what, code) => {
-    expect(await problems(code)).toHaveLength(1);
+    const found = await problems(code);
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(/keys from clients/);
   });
 
   it.each([
@@ -60,7 +69,9 @@ describe("eslint/client-keys", () => {
   });
 
   it("in the browser script, refuses every computed key that is not a literal", async () => {
-    expect(await problems("function f(expires, target) { return expires[target]; }", { typed: false })).toHaveLength(1);
+    const found = await problems("function f(expires, target) { return expires[target]; }", { typed: false });
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatch(/keys from clients/);
     expect(await problems("function f(list) { return list[0] + list['x']; }", { typed: false })).toEqual([]);
   });
 });
