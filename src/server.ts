@@ -74,7 +74,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   // first request on the service is ready, until shutdown begins. etcd mode: ready once in step
   // with etcd, and again whenever it is.
   let shuttingDown = false;
-  const { store, directory, changed, stopBackend, backendProblem } = await openStore(config, logger, metrics, { ...options, now });
+  const { store, directory, changed, stopBackend, backendProblem, expiryGraceMs } = await openStore(config, logger, metrics, { ...options, now });
   metrics.measureRegistered(store);
   const readiness = { notReadyBecause: () => (shuttingDown ? "shutting down" : backendProblem()) };
   metrics.measureReadiness(readiness);
@@ -87,7 +87,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     await stopBackend();
     throw error;
   });
-  const expiry = new ExpiryScheduler({ store, logger, now, expired: metrics.targetsExpired, ready: () => backendProblem() === undefined });
+  const expiry = new ExpiryScheduler({ store, logger, now, expired: metrics.targetsExpired, ready: () => backendProblem() === undefined, graceMs: expiryGraceMs });
   expiry.start();
   const stopWatching = async (): Promise<void> => {
     await expiry.close();
@@ -182,6 +182,8 @@ interface Backend {
   readonly changed: (id: GroupId) => void;
   readonly stopBackend: () => Promise<void>;
   readonly backendProblem: () => string | undefined;
+  /** How long past its deadline a target is kept before it is expired: 0 in file mode, EXPIRY_GRACE_MS in etcd mode. */
+  readonly expiryGraceMs: number;
 }
 
 /** The one place the registry is chosen: the directory (default) or etcd (ETCD_ENDPOINTS). */
@@ -190,11 +192,11 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
   if (config.etcd === undefined) {
     const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver, now });
     // An outside edit is read back into the registry, through the group's lane.
-    return { store, directory: store.directory, changed: (id) => void store.reload(id), stopBackend: async () => undefined, backendProblem: () => undefined };
+    return { store, directory: store.directory, changed: (id) => void store.reload(id), stopBackend: () => store.close(), backendProblem: () => undefined, expiryGraceMs: 0 };
   }
   const etcdConfig = config.etcd;
   // Loaded only in etcd mode: the gRPC client costs 27 MB of memory that file mode never needs.
-  const [{ connectEtcd }, { EtcdStore }] = await Promise.all([import("./etcdstore/client.js"), import("./etcdstore/etcd-store.js")]);
+  const [{ connectEtcd }, { EtcdStore, EXPIRY_GRACE_MS }] = await Promise.all([import("./etcdstore/client.js"), import("./etcdstore/etcd-store.js")]);
   const { client, namespace } = await connectEtcd(etcdConfig);
   // The view is opened first: it holds the files from before, served until the first sync with etcd.
   const view = await Directory.open(config.fileSdDirectory, logger, metrics.storeObserver)
@@ -209,7 +211,7 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
     namespace,
     view,
     logger,
-    observer: createEtcdMetrics(metrics.registry, metrics.internalError),
+    observer: { ...createEtcdMetrics(metrics.registry, metrics.internalError), renewal: metrics.storeObserver.renewal, renewalFlushed: metrics.storeObserver.renewalFlushed },
     now,
     ...(options.tombstoneAgeMs === undefined ? {} : { tombstoneAgeMs: options.tombstoneAgeMs }),
     ...(options.collectIntervalMs === undefined ? {} : { collectIntervalMs: options.collectIntervalMs }),
@@ -228,5 +230,6 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
       await view.close();
     },
     backendProblem: () => store.notReadyBecause(),
+    expiryGraceMs: EXPIRY_GRACE_MS,
   };
 }
