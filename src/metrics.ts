@@ -149,6 +149,9 @@ export function createMetrics(): ServiceMetrics {
   });
   const renewalsFromMemory = renewals.labels("memory");
   const renewalsDurable = renewals.labels("durable");
+  // Both series from the start, at 0: a rate over them needs no absent().
+  renewals.inc({ mode: "memory" }, 0);
+  renewals.inc({ mode: "durable" }, 0);
   const renewalFlushes = new Counter({
     name: `${PREFIX}renewal_flushes_total`,
     help: "Writes of a group's deadlines (file mode) or etcd transactions (etcd mode) that persisted renewals answered from memory: at most one per group per second.",
