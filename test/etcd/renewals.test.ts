@@ -143,4 +143,31 @@ describe("renewals in etcd mode", () => {
       expect(JSON.parse((await client.get(`${prefix}groups/del@r${round}`).string())!)).toEqual([{ targets: ["e:1"], labels: { job: "del", env: `r${round}` } }]);
     }
   }, 40_000);
+
+  it("without quorum a renewal is not answered from memory: it gets the 503 every write gets; the renewals answered before are committed once etcd is back", async () => {
+    const prefix = `/quorum-${randomUUID()}/`;
+    const a = await start(prefix);
+    const key = `${prefix}expires/q@prod`;
+    expect((await a.request("POST", "/q/prod?ttl=1h", { body: "targets=q:1" })).status).toBe(200);
+    await sleep(50);
+    expect((await a.request("POST", "/q/prod?ttl=1h", { body: "targets=q:1" })).status).toBe(200);
+    const served = ((await a.request("GET", "/")).body as { groups: { application: string; expires?: Record<string, string> }[] }).groups.find((g) => g.application === "q")!.expires!["q:1"]!;
+    const [, second, third] = cluster.members;
+    await Promise.all([second!.kill(), third!.kill()]);
+    try {
+      await eventually(async () => (await a.request("GET", "/-/ready")).status === 503, 10_000, "a to notice etcd without quorum");
+      const answer = await a.request("POST", "/q/prod?ttl=1h", { body: "targets=q:1" });
+      expect(answer.status).toBe(503);
+      // What a serves did not move: the refused renewal changed nothing.
+      const now = ((await a.request("GET", "/")).body as { groups: { application: string; expires?: Record<string, string> }[] }).groups.find((g) => g.application === "q")!.expires!["q:1"];
+      expect(now).toBe(served);
+    } finally {
+      await Promise.all([second!.start(), third!.start()]);
+    }
+    await cluster.waitHealthy();
+    await eventually(async () => (await a.request("GET", "/-/ready")).status === 200, 20_000, "a to be in step again");
+    // The renewal answered from memory before the loss reaches etcd (its flush is retried).
+    await eventually(async () => (JSON.parse((await client.get(key).string()) ?? "{}") as Record<string, string>)["q:1"] === served, 20_000, "the pending renewal to be committed");
+    expect((await a.request("POST", "/q/prod?ttl=1h", { body: "targets=q:1" })).status).toBe(200);
+  }, 90_000);
 });
