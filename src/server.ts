@@ -10,6 +10,7 @@ import { TokensFile } from "./auth/tokens-file.js";
 import type { Config } from "./config.js";
 import { ExpiryScheduler } from "./expiry/scheduler.js";
 import { FileStore } from "./filestore/store.js";
+import { expiryGraceMs } from "./rules/registration.js";
 import { Directory } from "./directory/directory.js";
 import { DirectoryView } from "./directory/view.js";
 import { watchDirectory } from "./directory/watch.js";
@@ -190,13 +191,13 @@ interface Backend {
 async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics, options: ServiceOptions & { now: () => number }): Promise<Backend> {
   const { now } = options;
   if (config.etcd === undefined) {
-    const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver, now });
+    const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver, now, renewalSlackMs: config.renewalSlackMs });
     // An outside edit is read back into the registry, through the group's lane.
     return { store, directory: store.directory, changed: (id) => void store.reload(id), stopBackend: () => store.close(), backendProblem: () => undefined, expiryGraceMs: 0 };
   }
   const etcdConfig = config.etcd;
   // Loaded only in etcd mode: the gRPC client costs 27 MB of memory that file mode never needs.
-  const [{ connectEtcd }, { EtcdStore, EXPIRY_GRACE_MS }] = await Promise.all([import("./etcdstore/client.js"), import("./etcdstore/etcd-store.js")]);
+  const [{ connectEtcd }, { EtcdStore }] = await Promise.all([import("./etcdstore/client.js"), import("./etcdstore/etcd-store.js")]);
   const { client, namespace } = await connectEtcd(etcdConfig);
   // The view is opened first: it holds the files from before, served until the first sync with etcd.
   const view = await Directory.open(config.fileSdDirectory, logger, metrics.storeObserver)
@@ -213,6 +214,7 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
     logger,
     observer: { ...createEtcdMetrics(metrics.registry, metrics.internalError), renewal: metrics.storeObserver.renewal, renewalFlushed: metrics.storeObserver.renewalFlushed },
     now,
+    renewalSlackMs: config.renewalSlackMs,
     ...(options.tombstoneAgeMs === undefined ? {} : { tombstoneAgeMs: options.tombstoneAgeMs }),
     ...(options.collectIntervalMs === undefined ? {} : { collectIntervalMs: options.collectIntervalMs }),
   });
@@ -230,6 +232,6 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
       await view.close();
     },
     backendProblem: () => store.notReadyBecause(),
-    expiryGraceMs: EXPIRY_GRACE_MS,
+    expiryGraceMs: expiryGraceMs(config.renewalSlackMs),
   };
 }

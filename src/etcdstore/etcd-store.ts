@@ -8,7 +8,6 @@ import { fileNameOf } from "../directory/naming.js";
 import type { DirectoryView } from "../directory/view.js";
 import { Lanes, type LaneJob } from "../lanes.js";
 import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../rules/registration.js";
-export { EXPIRY_GRACE_MS } from "../rules/registration.js";
 import { deadlinesOf, idOfKey, keyOf, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
 import { beforeDeadline, DeadlineError, isTooLarge, newInstanceId, unavailable } from "./client.js";
@@ -66,6 +65,8 @@ export interface EtcdStoreOptions {
   /** For tests: how long a deleted group's keys stay in etcd (5 min), and how often they are looked for (1 min). */
   readonly tombstoneAgeMs?: number;
   readonly collectIntervalMs?: number;
+  /** RENEWAL_SLACK in ms (RENEWAL_SLACK_MS unless set); the expiry's grace must be expiryGraceMs of it. */
+  readonly renewalSlackMs?: number;
 }
 
 /** One change to one key. */
@@ -130,6 +131,7 @@ export class EtcdStore implements Store {
   private readonly flushFailures = new Map<string, number>();
   private readonly flushTimers = new Map<string, NodeJS.Timeout>();
   private closing = false;
+  private readonly renewalSlackMs: number;
 
   private constructor(options: EtcdStoreOptions) {
     this.config = options.config;
@@ -139,6 +141,7 @@ export class EtcdStore implements Store {
     this.logger = options.logger;
     this.observer = options.observer ?? {};
     this.now = options.now ?? Date.now;
+    this.renewalSlackMs = options.renewalSlackMs ?? RENEWAL_SLACK_MS;
     this.memory = new EtcdMemory(options.config, options.view, options.config.groupSelector?.matches ?? EVERY_GROUP, options.logger);
     const busy = (key: string): boolean => this.lanes.busy(key);
     this.sync = new EtcdSync({ ...options, memory: this.memory, observer: this.observer, busy, probeIntervalMs: options.probeIntervalMs ?? 1000 });
@@ -343,7 +346,7 @@ export class EtcdStore implements Store {
     const current: Registration = { group: served.group, expires: served.expires };
     const results = applyAll(jobs, current, this.now());
     if (results.settled.some(({ outcome }) => outcome instanceof Error) || !isRenewal(current, results.state ?? null)) return false;
-    if (!coveredBy(results.state!.expires, etcd.expires, RENEWAL_SLACK_MS)) return false;
+    if (!coveredBy(results.state!.expires, etcd.expires, this.renewalSlackMs)) return false;
     this.memory.renew(key, results.state!.expires);
     if (!this.pendingSince.has(key)) this.pendingSince.set(key, performance.now());
     this.scheduleFlush(key, RENEWAL_FLUSH_MS);

@@ -30,6 +30,8 @@ export interface StoreOptions {
   readonly observer?: StoreObserver;
   /** The clock mutations are given (ms since the epoch); Date.now unless a test drives it. */
   readonly now?: () => number;
+  /** RENEWAL_SLACK in ms (RENEWAL_SLACK_MS unless set). */
+  readonly renewalSlackMs?: number;
 }
 
 type Job = LaneJob &
@@ -74,11 +76,12 @@ export class FileStore implements Store {
     private readonly logger: Logger,
     private readonly observer: StoreObserver,
     readonly now: () => number,
+    private readonly renewalSlackMs: number,
   ) {}
 
   /** Opens the directory (creating it if needed), removes crash leftovers and loads every managed file. */
-  static async open({ directory, logger, observer = {}, now = Date.now }: StoreOptions): Promise<FileStore> {
-    const store = new FileStore(await Directory.open(directory, logger, observer), logger, observer, now);
+  static async open({ directory, logger, observer = {}, now = Date.now, renewalSlackMs = RENEWAL_SLACK_MS }: StoreOptions): Promise<FileStore> {
+    const store = new FileStore(await Directory.open(directory, logger, observer), logger, observer, now, renewalSlackMs);
     const { groups, deadlines } = await store.directory.scan();
     for (const { id, read } of groups) store.accept(id, read, "load");
     for (const { id, read } of deadlines) store.acceptDeadlines(id, read);
@@ -160,7 +163,7 @@ export class FileStore implements Store {
     if (this.closed || this.fileDiffers.has(key) || this.flushFailures.has(key)) return false;
     const since = this.dirty.get(key);
     if (since !== undefined && performance.now() - since > RENEWAL_FLUSH_MS + FLUSH_MARGIN_MS) return false;
-    return coveredBy(state.expires, this.onDisk.get(key) ?? NO_DEADLINES, RENEWAL_SLACK_MS);
+    return coveredBy(state.expires, this.onDisk.get(key) ?? NO_DEADLINES, this.renewalSlackMs);
   }
 
   /** A batch threw (a bug): the lane answers its jobs with a 500; memory may no longer say what the file holds, so it is read again. */
@@ -252,7 +255,7 @@ export class FileStore implements Store {
     // Renewals answered from memory in the last moments before a crash are not in the file, but none moved a
     // deadline more than RENEWAL_SLACK_MS past it (coveredBy): restoring every deadline that much later keeps
     // each ttl a lower bound, and one that had surely passed is still past, applied by the expiry at start.
-    this.entries.set(keyOf(id), { ...entry, expires: new Map([...persisted].map(([target, deadline]) => [target, deadline + RENEWAL_SLACK_MS])) });
+    this.entries.set(keyOf(id), { ...entry, expires: new Map([...persisted].map(([target, deadline]) => [target, deadline + this.renewalSlackMs])) });
   }
 
   /**

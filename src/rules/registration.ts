@@ -90,6 +90,7 @@ export function expireRegistration(current: Registration | undefined, now: numbe
 export const RENEWAL_FLUSH_MS = 1000;
 
 /**
+ * The default of RENEWAL_SLACK (src/config.ts).
  * How far a renewal acknowledged from memory may move a deadline past the one
  * persisted (the deadlines file, or etcd). After a crash the persisted
  * deadlines are all that is left, and each is restored RENEWAL_SLACK_MS later
@@ -108,7 +109,12 @@ export const RENEWAL_SLACK_MS = 2 * RENEWAL_FLUSH_MS;
  * etcd's, so even an instance that crashed first lost nothing that wait does
  * not cover), plus a second for the transaction. docs/heartbeats.md.
  */
-export const EXPIRY_GRACE_MS = RENEWAL_SLACK_MS + 1000;
+export const EXPIRY_GRACE_MS = expiryGraceMs(RENEWAL_SLACK_MS);
+
+/** The grace for a given slack (RENEWAL_SLACK): the slack, and a second for the transaction. */
+export function expiryGraceMs(slackMs: number): number {
+  return slackMs + 1000;
+}
 
 /**
  * A renewal: the same group (the same targets in the same order, the same

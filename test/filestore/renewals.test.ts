@@ -106,63 +106,87 @@ describe("renewals in file mode", () => {
     }
   });
 
-  it("SIGKILL under renewals: no renewed target goes before ttl after its last acknowledged renewal, and one no longer renewed goes within the bound", async () => {
+  /**
+   * Renewers every 100 ms (ttl 3 s) and every 2.5 s (ttl 6 s) until a SIGKILL `killDelayMs` after
+   * the slow ones' second renewal was answered, before the flush that would carry it; then a restart.
+   * Returns how the renewals before the kill were answered.
+   */
+  const crashUnderRenewals = async (slackMs: number, killDelayMs: number): Promise<{ memory: number; durable: number }> => {
     const scanMs = 2000;
     const allowanceMs = 1500;
-    // Renewed every 100 ms (answered from memory) and every 2.5 s (each renewal moves the deadline past what is on disk by more than the slack: written before its answer).
     const renewers = [
       ...Array.from({ length: 6 }, (_, i) => ({ path: `/fast/g${i % 3}`, target: `fast-${i}:1`, everyMs: 100, ttlMs: 3000 })),
       ...Array.from({ length: 3 }, (_, i) => ({ path: `/slow/g${i}`, target: `slow-${i}:1`, everyMs: 2500, ttlMs: 6000 })),
     ];
-    for (let round = 0; round < 2; round++) {
-      const dir = await directory();
-      let child: ChildService | undefined = await startChildService({ directory: dir, env: { LOGLEVEL: "info" } });
-      try {
-        const url = child.url;
-        const acknowledged = new Map<string, { sent: number; answered: number }>();
-        let stop = false;
-        const loops = renewers.map(async ({ path, target, everyMs, ttlMs }) => {
-          while (!stop) {
-            const sent = Date.now();
-            const answer = await request(url, "POST", `${path}?ttl=${ttlMs / 1000}s`, { body: `targets=${target}` }).catch(() => undefined);
-            if (answer?.status === 200) acknowledged.set(target, { sent, answered: Date.now() });
-            else if (answer !== undefined) throw new Error(`renewal of ${target} answered ${answer.status}`);
-            await sleep(everyMs);
+    const env = { LOGLEVEL: "info", RENEWAL_SLACK: `${slackMs}ms` };
+    const dir = await directory();
+    let child: ChildService | undefined = await startChildService({ directory: dir, env });
+    try {
+      const url = child.url;
+      const acknowledged = new Map<string, { sent: number; answered: number }>();
+      const answers = new Map<string, number>();
+      let stop = false;
+      const loops = renewers.map(async ({ path, target, everyMs, ttlMs }) => {
+        while (!stop) {
+          const sent = Date.now();
+          const answer = await request(url, "POST", `${path}?ttl=${ttlMs / 1000}s`, { body: `targets=${target}` }).catch(() => undefined);
+          if (answer?.status === 200) {
+            acknowledged.set(target, { sent, answered: Date.now() });
+            answers.set(target, (answers.get(target) ?? 0) + 1);
           }
-        });
-        // Within an interval after the slow renewers' second renewal (at ~2.5 s), before the flush that would carry it.
-        await sleep(2900 + round * 250);
-        child.signal("SIGKILL");
-        await child.exited;
-        stop = true;
-        await Promise.all(loops);
-        expect(acknowledged.size).toBe(renewers.length);
+          else if (answer !== undefined) throw new Error(`renewal of ${target} answered ${answer.status}`);
+          await sleep(everyMs);
+        }
+      });
+      await eventually(() => renewers.every(({ target }) => (answers.get(target) ?? 0) >= 2), 10_000, "every renewer's second renewal");
+      await sleep(killDelayMs);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      child.signal("SIGKILL");
+      await child.exited;
+      stop = true;
+      await Promise.all(loops);
+      expect(acknowledged.size).toBe(renewers.length);
 
-        child = await startChildService({ directory: dir });
-        const restarted = child;
-        const goneAt = new Map<string, number>();
-        const deadline = Math.max(...[...acknowledged.values()].map(({ answered }) => answered)) + 6000 + RENEWAL_SLACK_MS + scanMs + allowanceMs;
-        while (goneAt.size < renewers.length && Date.now() < deadline + 1000) {
-          const polled = Date.now();
-          for (const { path, target } of renewers) {
-            if (goneAt.has(target)) continue;
-            const answer = await request(restarted.url, "GET", path);
-            const targets = answer.status === 200 ? ((answer.body as Group[] | undefined)?.[0]?.targets ?? []) : [];
-            if (!targets.includes(target)) goneAt.set(target, polled);
-          }
-          await sleep(50);
+      child = await startChildService({ directory: dir, env });
+      const restarted = child;
+      const goneAt = new Map<string, number>();
+      const deadline = Math.max(...[...acknowledged.values()].map(({ answered }) => answered)) + 6000 + slackMs + scanMs + allowanceMs;
+      while (goneAt.size < renewers.length && Date.now() < deadline + 1000) {
+        const polled = Date.now();
+        for (const { path, target } of renewers) {
+          if (goneAt.has(target)) continue;
+          const answer = await request(restarted.url, "GET", path);
+          const targets = answer.status === 200 ? ((answer.body as Group[] | undefined)?.[0]?.targets ?? []) : [];
+          if (!targets.includes(target)) goneAt.set(target, polled);
         }
-        for (const { target, ttlMs } of renewers) {
-          const { sent, answered } = acknowledged.get(target)!;
-          const gone = goneAt.get(target);
-          expect(gone, `${target} to go`).toBeDefined();
-          // The lower bound: the last acknowledged renewal was applied after it was sent.
-          expect(gone! - sent, `${target} kept for its ttl`).toBeGreaterThanOrEqual(ttlMs);
-          expect(gone! - answered, `${target} gone within ttl + slack + scan`).toBeLessThanOrEqual(ttlMs + RENEWAL_SLACK_MS + scanMs + allowanceMs);
-        }
-      } finally {
-        await child?.stop();
+        await sleep(50);
       }
+      for (const { target, ttlMs } of renewers) {
+        const { sent, answered } = acknowledged.get(target)!;
+        const gone = goneAt.get(target);
+        expect(gone, `${target} to go`).toBeDefined();
+        // The lower bound: the last acknowledged renewal was applied after it was sent.
+        expect(gone! - sent, `${target} kept for its ttl`).toBeGreaterThanOrEqual(ttlMs);
+        expect(gone! - answered, `${target} gone within ttl + slack + scan`).toBeLessThanOrEqual(ttlMs + slackMs + scanMs + allowanceMs);
+      }
+      return { memory: metric(metrics, 'file_sd_renewals_total{mode="memory"}'), durable: metric(metrics, 'file_sd_renewals_total{mode="durable"}') };
+    } finally {
+      await child?.stop();
     }
+  };
+
+  it("SIGKILL under renewals: no renewed target goes before ttl after its last acknowledged renewal, and one no longer renewed goes within ttl + slack + 2 s", async () => {
+    // The slow renewers move their deadline 2.5 s at a time, more than the 2 s slack: written before their answer.
+    for (const killDelayMs of [100, 450]) {
+      const { memory, durable } = await crashUnderRenewals(RENEWAL_SLACK_MS, killDelayMs);
+      expect(memory).toBeGreaterThan(50);
+      expect(durable).toBeGreaterThanOrEqual(3);
+    }
+  }, 60_000);
+
+  it("with RENEWAL_SLACK=8s renewals every 2.5 s are answered from memory too, and a SIGKILL still keeps every ttl", async () => {
+    const { memory, durable } = await crashUnderRenewals(8000, 100);
+    expect(memory).toBeGreaterThan(50);
+    expect(durable).toBe(0);
   }, 60_000);
 });
