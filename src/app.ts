@@ -86,7 +86,7 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     .all("/-/healthy", onlyGet)
     .get("/-/ready", none("/-/ready"), ready(readiness))
     .all("/-/ready", onlyGet)
-    .get("/-/http_sd", kindFilters("/-/http_sd"), guards.read, httpSd(store, share))
+    .get("/-/http_sd", acceptsOnly("/-/http_sd", ["application", "environment", "kind", "share"]), guards.read, httpSd(store, share))
     .all("/-/http_sd", onlyGet)
     .get("/-/openapi.json", none("/-/openapi.json"), openapi)
     .all("/-/openapi.json", onlyGet)
