@@ -64,7 +64,7 @@ export async function heartbeats(work: string, seconds: number, rate: number): P
   return rows;
 }
 
-type Measured = Omit<HeartbeatRow, "scenario">;
+export type Measured = Omit<HeartbeatRow, "scenario"> & { readonly count: number };
 
 async function idle(service: Awaited<ReturnType<typeof startService>>, seconds: number): Promise<Measured> {
   const cpuBefore = await service.cpuSeconds();
@@ -72,12 +72,24 @@ async function idle(service: Awaited<ReturnType<typeof startService>>, seconds: 
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   const cpu = (await service.cpuSeconds()) - cpuBefore;
   const memory = await service.memory();
-  return { requestsPerSecond: 0, statuses: "-", p50Ms: 0, p99Ms: 0, cpuShare: cpu / ((performance.now() - started) / 1000), rssMb: memory.rssMb, peakMb: memory.peakMb };
+  return { count: 0, requestsPerSecond: 0, statuses: "-", p50Ms: 0, p99Ms: 0, cpuShare: cpu / ((performance.now() - started) / 1000), rssMb: memory.rssMb, peakMb: memory.peakMb };
 }
 
-/** `rate` requests a second, paced over CONNECTIONS keep-alive connections (a late one is sent at once). */
-async function drive(service: Awaited<ReturnType<typeof startService>>, port: number, seconds: number, rate: number, requestOf: (n: number) => Buffer): Promise<Measured> {
-  const connections = await Promise.all(Array.from({ length: CONNECTIONS }, () => KeepAliveConnection.open(port)));
+/**
+ * `rate` requests a second, paced over `connectionCount` keep-alive connections (a late one is
+ * sent at once). `ports` spreads the connections over several instances, round robin; the CPU
+ * and memory are those of `service`.
+ */
+export async function drive(
+  service: { cpuSeconds(): Promise<number>; memory(): Promise<{ rssMb: number; peakMb: number }> },
+  port: number | readonly number[],
+  seconds: number,
+  rate: number,
+  requestOf: (n: number) => Buffer,
+  connectionCount = CONNECTIONS,
+): Promise<Measured> {
+  const ports = typeof port === "number" ? [port] : port;
+  const connections = await Promise.all(Array.from({ length: connectionCount }, (_, i) => KeepAliveConnection.open(ports[i % ports.length] as number)));
   const latencies: number[] = [];
   const statuses = new Map<number, number>();
   let next = 0;
@@ -106,6 +118,7 @@ async function drive(service: Awaited<ReturnType<typeof startService>>, port: nu
   for (const connection of connections) connection.close();
   latencies.sort((a, b) => a - b);
   return {
+    count: latencies.length,
     requestsPerSecond: latencies.length / wall,
     statuses: [...statuses].map(([status, count]) => `${count}×${status}`).join(", "),
     p50Ms: median(latencies),

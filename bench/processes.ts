@@ -8,7 +8,10 @@ import { fileURLToPath } from "node:url";
 
 // BENCH_SERVICE points at another build (e.g. a copy of dist/ from before a change) for A/B runs.
 const SERVICE_MAIN = process.env.BENCH_SERVICE ?? fileURLToPath(new URL("../../dist/main.js", import.meta.url));
-const BARE_SERVER = fileURLToPath(new URL("./bare-server.js", import.meta.url));
+const BARE_SERVERS = {
+  node: fileURLToPath(new URL("./bare-server.js", import.meta.url)),
+  koa: fileURLToPath(new URL("./bare-koa.js", import.meta.url)),
+} as const;
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 20_000;
 
@@ -89,17 +92,24 @@ export interface BareServer {
   stop(): Promise<void>;
 }
 
-/** The baseline: node:http answering `documents[path]` as JSON, nothing else. */
-export async function startBareServer(documents: Readonly<Record<string, unknown>>): Promise<BareServer> {
-  const child = spawn(process.execPath, [BARE_SERVER], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
+/**
+ * A baseline answering `documents[path]` as JSON, nothing else: bare node:http, or Koa +
+ * @koa/router (the service's framework). `nodeArgs` as for the service (e.g. `--cpu-prof`).
+ */
+export async function startBareServer(
+  documents: Readonly<Record<string, unknown>>,
+  kind: keyof typeof BARE_SERVERS = "node",
+  nodeArgs: readonly string[] = [],
+): Promise<BareServer> {
+  const child = spawn(process.execPath, [...nodeArgs, BARE_SERVERS[kind]], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
   track(child);
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("the bare node:http server did not start")), START_TIMEOUT_MS);
+    const timer = setTimeout(() => reject(new Error(`the bare ${kind} server did not start`)), START_TIMEOUT_MS);
     child.once("message", (message: { url: string }) => {
       clearTimeout(timer);
       resolve(message.url);
     });
-    child.once("exit", (code) => reject(new Error(`the bare node:http server exited with ${code}`)));
+    child.once("exit", (code) => reject(new Error(`the bare ${kind} server exited with ${code}`)));
     child.send({ documents });
   });
   const pid = child.pid as number;

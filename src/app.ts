@@ -1,5 +1,5 @@
 import Router from "@koa/router";
-import Koa from "koa";
+import Koa, { type Middleware } from "koa";
 import { HttpMethodEnum, koaBody } from "koa-body";
 import type { Logger } from "pino";
 import { OPEN, type Guards } from "./auth/authorize.js";
@@ -57,12 +57,43 @@ export function complete(dependencies: AppDependencies): Wiring {
 }
 
 /**
- * Every route the service answers. The service's own endpoints come first and
- * answer 405 to other methods: `/-/…` also matches `/:application/:environment`.
+ * Every route the service answers, in one router (what the OpenAPI test reads). The service's
+ * own endpoints come first and answer 405 to other methods: `/-/…` also matches
+ * `/:application/:environment`.
  */
-export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, status, share }: Wiring): Router {
+export function createRouter(wiring: Wiring): Router {
+  const router = new Router();
+  serviceRoutes(router, wiring);
+  groupRoutes(router, wiring, bodyReader(wiring.maxBodyBytes));
+  return router;
+}
+
+/**
+ * The same routes as createRouter, in two routers picked by the path's first segment: a path that
+ * is not `/`, `/metrics…` or `/-…` cannot match a service endpoint, so the hot route,
+ * `/<application>/<environment>`, is looked for among the group routes alone (@koa/router tries
+ * every route of a router on every request). The others go through the service's routes first,
+ * then the group routes, in the one router's order.
+ */
+export function createDispatch(wiring: Wiring): Middleware {
+  const service = new Router();
+  const groups = new Router();
+  serviceRoutes(service, wiring);
+  groupRoutes(groups, wiring, bodyReader(wiring.maxBodyBytes));
+  // Typed as plain Koa middleware: the routers add params and router to the context themselves.
+  const serviceOnly = service.routes() as unknown as Middleware;
+  const groupsOnly = groups.routes() as unknown as Middleware;
+  return (ctx, next) => (mayBeServicePath(ctx.path) ? serviceOnly(ctx, () => groupsOnly(ctx, next)) : groupsOnly(ctx, next));
+}
+
+/** `/`, `/-…` and `/metrics…` in any case (the router's matching is case-insensitive). */
+function mayBeServicePath(path: string): boolean {
+  return path === "/" || path.charCodeAt(1) === 0x2d || /^\/metrics/i.test(path);
+}
+
+function bodyReader(maxBodyBytes: number): Middleware {
   // Every supported body arrives as text; src/parse decides what it means.
-  const body = koaBody({
+  return koaBody({
     json: false,
     urlencoded: false,
     text: true,
@@ -71,12 +102,13 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     parsedMethods: [HttpMethodEnum.PUT, HttpMethodEnum.POST, HttpMethodEnum.DELETE],
     onError: unreadableBody,
   });
+}
 
-  const none = (route: string) => acceptsOnly(route, []);
-  const kindFilters = (route: string) => acceptsOnly(route, ["application", "environment", "kind"]);
-  const ttlElsewhere = new Map([["ttl", "?ttl= is for PUT and POST; DELETE removes targets at once"]]);
+const none = (route: string) => acceptsOnly(route, []);
+const kindFilters = (route: string) => acceptsOnly(route, ["application", "environment", "kind"]);
 
-  const router = new Router();
+/** `/`, `/metrics` and everything under `/-/`. */
+function serviceRoutes(router: Router, { store, metrics, readiness, guards, status, share }: Wiring): void {
   router
     .get("/", acceptsOnly("/", ["application", "environment", "q"]), guards.read, htmlOrJson(page(store, status), index(store)))
     .all("/", onlyGet)
@@ -86,7 +118,7 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     .all("/-/healthy", onlyGet)
     .get("/-/ready", none("/-/ready"), ready(readiness))
     .all("/-/ready", onlyGet)
-    .get("/-/http_sd", kindFilters("/-/http_sd"), guards.read, httpSd(store, share))
+    .get("/-/http_sd", acceptsOnly("/-/http_sd", ["application", "environment", "kind", "share"]), guards.read, httpSd(store, share))
     .all("/-/http_sd", onlyGet)
     .get("/-/openapi.json", none("/-/openapi.json"), openapi)
     .all("/-/openapi.json", onlyGet)
@@ -104,6 +136,11 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
     .all("/-/ui/icon.svg", onlyGet);
   // Every other /-/ path: after the endpoints above, before /<application>/<environment> would take "-" for a name.
   router.all("/-/{*rest}", reservedNotFound);
+}
+
+/** `/<application>/<environment>`, its probes and the status of each. */
+function groupRoutes(router: Router, { store, guards, status }: Wiring, body: Middleware): void {
+  const ttlElsewhere = new Map([["ttl", "?ttl= is for PUT and POST; DELETE removes targets at once"]]);
   // Is it scraped? Does it answer? The same handler for both kinds.
   for (const kind of KINDS) {
     const path = kind === "probes" ? "/:application/:environment/probes/status" : "/:application/:environment/status";
@@ -121,7 +158,6 @@ export function createRouter({ store, maxBodyBytes, metrics, readiness, guards, 
       .delete(path, acceptsOnly(route, [], ttlElsewhere), guards.write, supportedEncoding, body, deleteGroup(store, kind))
       .all(path, methodNotAllowed(kind));
   }
-  return router;
 }
 
 /** Wiring only: store → router → Koa app. */
@@ -135,7 +171,7 @@ export function createApp(dependencies: AppDependencies): Koa {
   app.use(errorAnswers(logger, maxBodyBytes, metrics.internalError));
   app.use(metrics.noteRejections);
   app.use(hostRequired);
-  app.use(createRouter(wiring).routes());
+  app.use(createDispatch(wiring));
   app.use(notFound);
   return app;
 }

@@ -41,7 +41,11 @@ async function main(): Promise<void> {
     pino().fatal(error.message);
     process.exit(CONFIGURATION_ERROR);
   }
-  const logger = pino({ level: config.logLevel });
+  // Log lines are written asynchronously: while one write to stdout is in flight the next lines
+  // gather behind it, so under load one write carries many lines, and an idle service writes each
+  // line at once. Whatever is queued is written out on exit (pino flushes on process.exit); a
+  // SIGKILL loses at most the lines of the write in flight, never a registration.
+  const logger = pino({ level: config.logLevel }, pino.destination({ dest: 1, sync: false }));
 
   // A bug that escapes every handler must not end the service, with every request and write in
   // flight: state changes are single swaps at the end of a batch, so what was half-done is simply

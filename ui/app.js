@@ -270,14 +270,16 @@ function setFilter(text) {
 async function refresh() {
   const at = Date.now();
   try {
-    const probes = [["kind", "probes"]];
+    // Every group, as the index lists them: GROUP_SELECTOR chooses what this instance writes, not what the page shows.
+    const all = ["share", "all"];
+    const probes = ["kind", "probes"];
     const health = settings.health === true;
     const [index, httpSd, probesSd, status] = await Promise.all([
       getJson("/"),
-      getJson("/-/http_sd"),
-      getJson("/-/http_sd", probes),
+      getJson("/-/http_sd", [all]),
+      getJson("/-/http_sd", [probes, all]),
       health
-        ? Promise.all([getJson("/-/status"), getJson("/-/status", probes)]).then(([targets, probed]) => ({ targets, probes: probed })).catch((error) => ({ error }))
+        ? Promise.all([getJson("/-/status"), getJson("/-/status", [probes])]).then(([targets, probed]) => ({ targets, probes: probed })).catch((error) => ({ error }))
         : Promise.resolve(undefined),
     ]);
     const statusError = status && status.error instanceof Error ? status.error.message : undefined;

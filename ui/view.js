@@ -251,7 +251,13 @@ export function shortName(url) {
  */
 export function pageParts(page, filterText) {
   const { terms, notes } = parseFilter(filterText);
-  const context = { many: page.prometheus.length > 1, publicUrls: new Map(page.prometheus.map((server) => [server.url, server.publicUrl])), now: page.now };
+  const context = {
+    many: page.prometheus.length > 1,
+    publicUrls: new Map(page.prometheus.map((server) => [server.url, server.publicUrl])),
+    now: page.now,
+    health: page.health,
+    budget: page.budget ?? PAGE_TARGETS,
+  };
   const scrape = section(page.groups, terms, { ...context, kind: "targets" });
   const probing = section(page.probes ?? [], terms, { ...context, kind: "probes" });
   const { shownTargets, counts, expiring, targets, visibleRows, rows } = scrape;
@@ -284,6 +290,7 @@ export function pageParts(page, filterText) {
         : " · health needs PROMETHEUS_URL",
       expiring > 0 ? [" · ", h("a", { class: "count", href: hrefFor(page.params, "expiring") }, `${expiring} expiring`)] : "",
       filtered ? ` · showing ${shownTargets} of ${targets}` : "",
+      omittedNote(scrape, context.budget, "/-/http_sd"),
       notes.map((note) => [" · ", h("span", { class: "note" }, note)]),
     ),
     sources: h("p", { id: "sources" }, page.health ? ["Health from ", page.prometheus.map((server, i) => [i === 0 ? "" : ", ", source(server)])] : ""),
@@ -295,35 +302,82 @@ export function pageParts(page, filterText) {
         ? ["Nothing registered yet: ", h("code", {}, "curl -X PUT -d targets=host:9100 …/application/environment")]
         : "Nothing matches the filter.",
     ),
-    probes: probesSection(page, probing, filtered),
+    probes: probesSection(page, probing, filtered, context.budget),
   };
 }
 
-/** One table's rows, problems first, and what the counts need: scrape groups or probe groups. */
+/**
+ * At most this many targets are rendered in each table; the counts above it cover every one.
+ * A registry of 100,000 targets is still a page of a few megabytes, built in milliseconds,
+ * not a document that takes the service's memory and the browser's patience: the rest is
+ * one filter away (the problems come first), and in the JSON.
+ */
+export const PAGE_TARGETS = 5000;
+
+/**
+ * One table's rows, problems first, and what the counts need: scrape groups or probe groups.
+ * Only the rows and targets the filter shows are rendered, within `context.budget` targets.
+ */
 function section(groups, terms, context) {
-  const counted = { shownTargets: 0, problems: 0, counts: new Map(COUNTED.map((health) => [health, 0])), expiring: 0, targets: 0, visibleRows: 0, rows: [] };
+  const counted = {
+    shownTargets: 0,
+    problems: 0,
+    counts: new Map(COUNTED.map((health) => [health, 0])),
+    expiring: 0,
+    targets: 0,
+    visibleRows: 0,
+    rows: [],
+    omittedRows: 0,
+    omittedTargets: 0,
+  };
+  let left = context.budget;
   for (const group of [...groups].sort(problemsFirst)) {
-    const shown = group.targets.map((target) => terms.every((term) => holds(term, group, target)));
-    const groupShown = group.targets.length === 0 ? terms.every((term) => holds(term, group, undefined)) : shown.includes(true);
-    for (const [i, target] of group.targets.entries()) {
+    const shown = [];
+    for (const target of group.targets) {
       counted.targets++;
-      if (shown.at(i)) counted.shownTargets++;
       if (isProblem(target)) counted.problems++;
       if (target.deadline !== undefined) counted.expiring++;
       const worst = worstHealth(target);
       if (worst !== undefined) counted.counts.set(worst, (counted.counts.get(worst) ?? 0) + 1);
+      if (terms.every((term) => holds(term, group, target))) shown.push(target);
     }
-    if (groupShown) counted.visibleRows++;
-    counted.rows.push(row(group, shown, groupShown, context));
+    counted.shownTargets += shown.length;
+    const groupShown = group.targets.length === 0 ? terms.every((term) => holds(term, group, undefined)) : shown.length > 0;
+    if (!groupShown) continue;
+    counted.visibleRows++;
+    if (left <= 0) {
+      counted.omittedRows++;
+      counted.omittedTargets += shown.length;
+      continue;
+    }
+    const rendered = shown.slice(0, left);
+    left -= Math.max(1, rendered.length);
+    counted.omittedTargets += shown.length - rendered.length;
+    counted.rows.push(row(group, rendered, shown.length - rendered.length, context));
   }
   return counted;
+}
+
+/** What the budget left out, and where all of it is. */
+function omittedNote(section, budget, json) {
+  if (section.omittedTargets === 0 && section.omittedRows === 0) return "";
+  const rows = section.omittedRows === 0 ? "" : ` (${section.omittedRows} more ${section.omittedRows === 1 ? "group" : "groups"})`;
+  return [
+    " · ",
+    h(
+      "span",
+      { class: "note omitted" },
+      `${section.omittedTargets} more not shown${rows}: the page shows ${budget} targets a table, problems first; narrow the filter, or see `,
+      h("a", { href: json }, "the JSON"),
+    ),
+  ];
 }
 
 /**
  * The probe groups, under a heading of their own, in a table shaped like the scrape groups'
  * (the same columns, so both line up): each URL or host with its result on each Prometheus.
  */
-function probesSection(page, probing, filtered) {
+function probesSection(page, probing, filtered, budget) {
   const groups = page.probes ?? [];
   return h(
     "section",
@@ -338,6 +392,7 @@ function probesSection(page, probing, filtered) {
         : "",
       probing.expiring > 0 ? ` · ${probing.expiring} expiring` : "",
       filtered ? ` · showing ${probing.shownTargets} of ${probing.targets}` : "",
+      omittedNote(probing, budget, "/-/http_sd?kind=probes"),
     ),
     h(
       "table",
@@ -386,22 +441,32 @@ function compare(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function row(group, shown, groupShown, context) {
+function row(group, rendered, more, context) {
   const { application, environment } = group;
   const probes = context.kind === "probes";
   const path = `/${encodeURIComponent(application)}/${encodeURIComponent(environment)}${probes ? "/probes" : ""}`;
   return h(
     "tr",
-    { "data-key": `${probes ? "probes/" : ""}${application}@${environment}`, class: group.targets.some(isProblem) ? "problem" : undefined, hidden: !groupShown },
+    { "data-key": `${probes ? "probes/" : ""}${application}@${environment}`, class: group.targets.some(isProblem) ? "problem" : undefined },
     h(
       "th",
       { scope: "row" },
       h("span", { class: "application" }, application),
       " / ",
       h("span", { class: "environment" }, environment),
-      h("span", { class: "links" }, h("a", { href: path }, "JSON"), " ", h("a", { href: `${path}/status` }, "status")),
+      h("span", { class: "links" }, h("a", { href: path }, "JSON"), context.health ? [" ", h("a", { href: `${path}/status` }, "status")] : ""),
     ),
-    h("td", {}, h("ul", { class: "targets" }, group.targets.map((target, i) => targetItem(group, target, shown.at(i), context)))),
+    h(
+      "td",
+      {},
+      h(
+        "ul",
+        { class: "targets" },
+        rendered.map((target) => targetItem(group, target, context)),
+        // A key no target can have (a target never holds a space), so the list stays keyed.
+        more > 0 ? h("li", { "data-key": " more", class: "more" }, `${more} more not shown: `, h("a", { href: path }, "the group's JSON")) : "",
+      ),
+    ),
     h(
       "td",
       {},
@@ -415,13 +480,13 @@ function row(group, shown, groupShown, context) {
   );
 }
 
-function targetItem(group, target, shown, { many, publicUrls, now, kind }) {
+function targetItem(group, target, { many, publicUrls, now, kind }) {
   const probes = kind === "probes";
   const scrape = probes ? undefined : scrapeUrlOf(group, target);
   const servers = [...target.servers];
   return h(
     "li",
-    { "data-key": target.target, class: isProblem(target) ? "problem" : undefined, hidden: !shown },
+    { "data-key": target.target, class: isProblem(target) ? "problem" : undefined },
     h("span", { class: "target" }, target.target),
     scrape === undefined ? "" : [" ", h("a", { class: "scrape", href: scrape.href, title: `what Prometheus scrapes: ${scrape.href}` }, `${scrape.pathname}${scrape.search}`)],
     target.deadline === undefined

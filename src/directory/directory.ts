@@ -6,6 +6,7 @@ import { StoreError } from "../errors.js";
 import { keyOf, type GroupId, type Kind } from "../model.js";
 import { writeFileAtomically, type FileMode } from "./atomic-write.js";
 import { DirectorySync } from "./directory-sync.js";
+import { errorOf, FileWorker, FileWorkerGone } from "./file-worker.js";
 import { MAX_COMBINED_NAME_LENGTH } from "../parse/values.js";
 import { deadlinesFileNameOf, fileNameOf, FOLDERS, idOfDeadlinesFileName, idOfFileName, isLeftoverTempFile, isOverLongFileName, KINDS } from "./naming.js";
 
@@ -54,6 +55,8 @@ export class Directory {
    * longer has (see `replace`: the crash order), so it is kept apart from the registry's deadlines.
    */
   private readonly deadlinesOnDisk = new Map<string, string>();
+  /** The thread that makes the view's calls (etcd mode); started at the first. */
+  readonly worker = new FileWorker();
 
   private constructor(
     path: string,
@@ -144,16 +147,36 @@ export class Directory {
   }
 
   /**
+   * One group file, read by the worker thread (the view's re-reads after a watch event: one for
+   * every file it writes). When the thread is gone, read here.
+   */
+  async readOffThread(id: GroupId): Promise<FileRead> {
+    const path = join(this.path, fileNameOf(id));
+    try {
+      const answer = await this.worker.call({ op: "read", path });
+      if ("error" in answer) return { error: errorOf(answer.error) };
+      return { text: answer.text ?? "", changedAt: new Date(answer.mtimeMs ?? 0) };
+    } catch (error) {
+      if (!(error instanceof FileWorkerGone)) throw error;
+      return readSync(path);
+    }
+  }
+
+  /**
    * Makes the group file hold `text` (undefined: no file), atomically but not
    * durably: for a view of another registry, rebuilt from it at start, where a
-   * rename that keeps every read whole is enough. Throws a StoreError.
+   * rename that keeps every read whole is enough. The calls are the worker
+   * thread's (file-worker.ts). Throws a StoreError.
    */
   async mirror(id: GroupId, text: string | undefined): Promise<void> {
     const fileName = fileNameOf(id);
+    const path = join(this.path, fileName);
     const started = process.hrtime.bigint();
     try {
-      if (text === undefined) await unlink(join(this.path, fileName));
-      else await writeFileAtomically(join(this.path, fileName), text, this.fileMode, { fsync: false });
+      const answer = await this.worker.call(
+        text === undefined ? { op: "remove", path } : { op: "write", path, text, bits: this.fileMode.bits, chmod: this.fileMode.umaskStripsBits },
+      );
+      if ("error" in answer) throw errorOf(answer.error);
     } catch (error) {
       if (text === undefined && (error as NodeJS.ErrnoException).code === "ENOENT") return;
       this.observer.writeFailed?.(fileName);

@@ -104,6 +104,7 @@ export class DirectoryView {
     this.closed = true;
     clearTimeout(this.retryTimer);
     await this.lanes.idle();
+    await this.directory.worker.stop();
   }
 
   /**
@@ -113,7 +114,7 @@ export class DirectoryView {
   private async runBatch(key: string, jobs: ViewJob[]): Promise<void> {
     const checks = jobs.filter((job) => job.kind === "check");
     if (checks.length > 0) {
-      const changed = this.reread(checks[0]!.id);
+      const changed = await this.reread(checks[0]!.id);
       for (const job of checks) job.settle(changed);
     }
     const mirrors = jobs.filter((job) => job.kind === "mirror");
@@ -156,9 +157,9 @@ export class DirectoryView {
   }
 
   /** Reads the file again; true when it is not what the view last wrote. */
-  private reread(id: GroupId): boolean {
+  private async reread(id: GroupId): Promise<boolean> {
     const key = keyOf(id);
-    const read = this.directory.read(id);
+    const read = await this.directory.readOffThread(id);
     if ("error" in read) {
       if (read.error.code === "ENOENT") {
         const had = this.texts.delete(key);

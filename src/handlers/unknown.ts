@@ -17,6 +17,8 @@ export function acceptsOnly(route: string, accepted: readonly string[], elsewher
   const known = new Set(accepted);
   const takes = accepted.length === 0 ? "takes no query parameters" : `takes ${accepted.map((name) => `?${name}=`).join(", ")}`;
   return (ctx, next) => {
+    // Most requests have no query at all: no parse, no list.
+    if (ctx.querystring === "") return next();
     // Koa's query is a null-prototype object: its keys are the client's, read only as a list.
     const unknown = Object.keys(ctx.query).filter((name) => !known.has(name));
     if (unknown.length === 0) return next();

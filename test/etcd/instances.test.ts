@@ -129,6 +129,12 @@ describe("several instances, one registry in etcd", () => {
       expect(await served(rest)).toEqual(["shop@prod-nolabel.json"]);
       expect((await served(a)).filter((file) => file.startsWith("shop@"))).toEqual(["shop@dev-hou.json", "shop@prod-fra.json", "shop@prod-hou.json", "shop@prod-nolabel.json"]);
       expect(((await rest.request("GET", "/?application=shop")).body as { groups: unknown[] }).groups).toHaveLength(4);
+      // ?share=all (the page's script) serves every group, as the index does; any other share is a 400.
+      const all = ((await rest.request("GET", "/-/http_sd?share=all&application=shop")).body as { labels: Record<string, string> }[]).map(({ labels }) => labels.__meta_filesd_file!);
+      expect(all.sort()).toEqual(["shop@dev-hou.json", "shop@prod-fra.json", "shop@prod-hou.json", "shop@prod-nolabel.json"]);
+      const refused = await rest.request("GET", "/-/http_sd?share=mine");
+      expect(refused.status).toBe(400);
+      expect((refused.body as { message: string }).message).toMatch(/\?share=all/);
       for (const path of ["/shop/prod-fra", "/shop/prod-hou", "/shop/dev-hou", "/shop/prod-nolabel"]) await a.request("DELETE", path);
     } finally {
       await eu.close();

@@ -41,6 +41,7 @@ interface View {
   isProblem(target: Target): boolean;
   untilText(iso: string, now: number): string;
   PROBLEM_HEALTHS: Set<string>;
+  PAGE_TARGETS: number;
 }
 
 const view = (await import(new URL("../../ui/view.js", import.meta.url).href)) as View;
@@ -293,5 +294,44 @@ describe("every value is text", () => {
     expect(html).not.toContain("javascript:");
     expect(text(parts.problems)).toBe(`Only problems (${GROUPS.flatMap((each) => each.targets).filter((target) => view.isProblem(target)).length + 1})`);
     expect(text(view.pageParts({ ...page(GROUPS), probes: [] }, "").probes)).toMatch(/No probes registered: curl -X PUT/);
+  });
+});
+
+describe("a registry larger than a page", () => {
+  // 30 groups of 10 targets, the last group down: with a budget of 25 targets the page renders 25.
+  const many = Array.from({ length: 30 }, (_, g) =>
+    group(`app${String(g).padStart(2, "0")}`, "prod", {}, Array.from({ length: 10 }, (_, i): [string, string] => [`h${g}-${i}:9100`, g === 29 ? "down" : "up"])),
+  );
+  const rendered = (parts: ReturnType<View["pageParts"]>) =>
+    elements(parts.rows, (element) => element.tag === "li" && attr(element, "class") !== "more" && attr(element, "data-key") !== undefined).length;
+
+  it("renders at most the budget of targets, problems first, and says what it left out and where it is", () => {
+    const parts = view.pageParts({ ...page(many), budget: 25 }, "");
+    expect(rendered(parts)).toBe(25);
+    const rows = parts.rows.children as Element[];
+    expect(rows.map((row) => attr(row, "data-key"))).toEqual(["app29@prod", "app00@prod", "app01@prod"]);
+    // The third row is cut after 5 targets, with a line that says so and links the group's JSON.
+    const more = elements(rows[2]!, (element) => attr(element, "class") === "more");
+    expect(more.map(text)).toEqual(["5 more not shown: the group's JSON"]);
+    expect(elements(more[0]!, (element) => element.tag === "a").map((link) => attr(link, "href"))).toEqual(["/app01/prod"]);
+    // The counts still cover every target.
+    expect(text(parts.summary)).toBe("30 groups, 300 targets · 290 up · 10 down · 275 more not shown (27 more groups): the page shows 25 targets a table, problems first; narrow the filter, or see the JSON");
+    // A filter reaches past the budget.
+    const filtered = view.pageParts({ ...page(many), budget: 25 }, "app17");
+    expect((filtered.rows.children as Element[]).map((row) => attr(row, "data-key"))).toEqual(["app17@prod"]);
+    expect(text(filtered.summary)).not.toMatch(/not shown/);
+  });
+
+  it("is 5,000 targets a table by default", () => {
+    expect(view.PAGE_TARGETS).toBe(5000);
+    const huge = Array.from({ length: 60 }, (_, g) => group(`a${g}`, "e", {}, Array.from({ length: 100 }, (_, i): [string, string] => [`h${g}-${i}:1`, "up"])));
+    expect(rendered(view.pageParts(page(huge), ""))).toBe(5000);
+  });
+
+  it("links a group's status only when there is a Prometheus to ask", () => {
+    const links = (health: boolean) =>
+      elements(view.pageParts(page(GROUPS, health), "").rows, (element) => element.tag === "a" && attr(element, "href") === "/web/prod/status").length;
+    expect(links(true)).toBe(1);
+    expect(links(false)).toBe(0);
   });
 });

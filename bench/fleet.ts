@@ -1,0 +1,201 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { Etcd3 } from "etcd3";
+import { startEtcdCluster } from "../test/support/etcd.js";
+import { drive, type Measured } from "./heartbeats.js";
+import { formRequest, KeepAliveConnection } from "./keep-alive.js";
+import { startService, type ServiceProcess } from "./processes.js";
+
+/**
+ * Heartbeats at fleet scale (issue 18), BENCH_ONLY=fleet: 100,000 expiring targets (1,000 groups
+ * × 100, registered by PUT with ?ttl=10m), renewed by `POST /hb/g<k>?ttl=10m` naming one
+ * registered target, FLEET_RATE a second for FLEET_SECONDS over keep-alive connections. Beside it
+ * the same rate without ?ttl= on permanent targets (400 "already registered": HTTP and rules,
+ * nothing written) and GET of one group. At the end every group is read back: every target
+ * must still be there ("no early expiry"). In etcd mode the same load is spread over two
+ * instances of one three-member cluster, and each instance must show every target, the ones
+ * renewed through the other instance included.
+ */
+
+export const FLEET_GROUPS = 1000;
+export const FLEET_PER_GROUP = 100;
+const CONNECTIONS = 50;
+const SETUP_CONNECTIONS = 8;
+
+export interface FleetRow {
+  readonly scenario: string;
+  readonly measured: Measured;
+  /** CPU per request, µs, per instance. */
+  readonly cpuMicros: readonly number[];
+  readonly noEarlyExpiry?: boolean;
+  readonly note?: string;
+}
+
+export interface FleetOptions {
+  readonly work: string;
+  readonly seconds: number;
+  readonly rate: number;
+  readonly etcd: boolean;
+  readonly problems: string[];
+}
+
+const targetOf = (group: number, i: number): string => `h${group}-${i}.example.net:9100`;
+
+/** The n-th request of the load: group n mod 1,000, the next of its targets each time round. */
+function renewal(n: number, suffix: string): Buffer {
+  const group = n % FLEET_GROUPS;
+  const i = Math.floor(n / FLEET_GROUPS) % FLEET_PER_GROUP;
+  return formRequest("POST", `/hb/g${group}${suffix}`, `targets=${targetOf(group, i)}`);
+}
+
+function getRequest(path: string): Buffer {
+  return Buffer.from(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n`);
+}
+
+const portOf = (service: ServiceProcess): number => Number(new URL(service.url).port);
+
+/** 1,000 PUTs of 100 targets over a few connections. */
+async function register(service: ServiceProcess, suffix: string): Promise<void> {
+  const connections = await Promise.all(Array.from({ length: SETUP_CONNECTIONS }, () => KeepAliveConnection.open(portOf(service))));
+  let next = 0;
+  try {
+    await Promise.all(
+      connections.map(async (connection) => {
+        for (let group = next++; group < FLEET_GROUPS; group = next++) {
+          const targets = Array.from({ length: FLEET_PER_GROUP }, (_, i) => targetOf(group, i)).join(",");
+          const answer = await connection.send(formRequest("PUT", `/hb/g${group}${suffix}`, `targets=${targets}`));
+          if (answer.status !== 200) throw new Error(`setup PUT /hb/g${group} answered ${answer.status}: ${answer.body}`);
+        }
+      }),
+    );
+  } finally {
+    for (const connection of connections) connection.close();
+  }
+}
+
+/** Every group read back: the groups (of 1,000) that do not hold all their 100 targets. */
+async function missingGroups(service: ServiceProcess): Promise<number[]> {
+  const connection = await KeepAliveConnection.open(portOf(service));
+  const missing: number[] = [];
+  try {
+    for (let group = 0; group < FLEET_GROUPS; group++) {
+      const answer = await connection.send(getRequest(`/hb/g${group}`));
+      const groups = answer.status === 200 ? (JSON.parse(answer.body) as { targets: string[] }[]) : [];
+      const present = new Set(groups[0]?.targets ?? []);
+      const complete = Array.from({ length: FLEET_PER_GROUP }, (_, i) => targetOf(group, i)).every((target) => present.has(target));
+      if (!complete) missing.push(group);
+    }
+  } finally {
+    connection.close();
+  }
+  return missing;
+}
+
+async function cpuOf<T>(services: readonly ServiceProcess[], run: () => Promise<T & { count: number }>): Promise<{ result: T & { count: number }; cpuMicros: number[] }> {
+  const before = await Promise.all(services.map((service) => service.cpuSeconds()));
+  const result = await run();
+  const after = await Promise.all(services.map((service) => service.cpuSeconds()));
+  return { result, cpuMicros: after.map((seconds, i) => ((seconds - (before[i] as number)) * 1e6) / Math.max(1, result.count)) };
+}
+
+export async function fleet(options: FleetOptions): Promise<{ rows: FleetRow[]; notes: string[] }> {
+  const rows: FleetRow[] = [];
+  const notes: string[] = [];
+  const { seconds, rate } = options;
+  const label = `${(FLEET_GROUPS * FLEET_PER_GROUP).toLocaleString("en-US")} targets`;
+
+  // File mode: renewals and GETs on one instance, the 400 baseline on another with permanent targets.
+  for (const withTtl of [true, false]) {
+    const name = withTtl ? "fleet-ttl" : "fleet-permanent";
+    const directory = join(options.work, name);
+    await mkdir(directory, { recursive: true });
+    const service = await startService({ directory, logFile: join(options.work, `${name}.log`), logLevel: "info" });
+    try {
+      const setupStarted = performance.now();
+      await register(service, withTtl ? "?ttl=10m" : "");
+      notes.push(`File mode, ${withTtl ? "expiring" : "permanent"}: ${label} registered in ${((performance.now() - setupStarted) / 1000).toFixed(1)} s (1,000 PUTs).`);
+      if (withTtl) {
+        const renewed = await cpuOf([service], () => drive(service, portOf(service), seconds, rate, (n) => renewal(n, "?ttl=10m"), CONNECTIONS));
+        const missing = await missingGroups(service);
+        if (missing.length > 0) options.problems.push(`fleet, file mode: ${missing.length} groups lost targets (first: g${missing[0]})`);
+        rows.push({ scenario: `file mode, ${label} with ?ttl=10m: ${rate}/s renewals`, measured: renewed.result, cpuMicros: renewed.cpuMicros, noEarlyExpiry: missing.length === 0 });
+        const got = await cpuOf([service], () => drive(service, portOf(service), seconds, rate, (n) => getRequest(`/hb/g${n % FLEET_GROUPS}`), CONNECTIONS));
+        rows.push({ scenario: `file mode: ${rate}/s GETs of one group (100 targets)`, measured: got.result, cpuMicros: got.cpuMicros });
+      } else {
+        const refused = await cpuOf([service], () => drive(service, portOf(service), seconds, rate, (n) => renewal(n, ""), CONNECTIONS));
+        rows.push({ scenario: `file mode, ${label} permanent: ${rate}/s POSTs without ?ttl= (400, nothing written)`, measured: refused.result, cpuMicros: refused.cpuMicros });
+      }
+    } finally {
+      await service.stop();
+    }
+  }
+
+  if (options.etcd) await fleetEtcd(options, rows, notes, label);
+  return { rows, notes };
+}
+
+async function fleetEtcd(options: FleetOptions, rows: FleetRow[], notes: string[], label: string): Promise<void> {
+  const { seconds, rate } = options;
+  const cluster = await startEtcdCluster();
+  const prefix = "/bench-fleet/";
+  const env = { ETCD_ENDPOINTS: cluster.endpoints.join(","), ETCD_PREFIX: prefix };
+  const started: ServiceProcess[] = [];
+  const client = new Etcd3({ hosts: [...cluster.endpoints] });
+  try {
+    for (const name of ["fleet-etcd-a", "fleet-etcd-b"]) {
+      const directory = join(options.work, name);
+      await mkdir(directory, { recursive: true });
+      started.push(await startService({ directory, logFile: join(options.work, `${name}.log`), logLevel: "info", env }));
+    }
+    const [a, b] = started as [ServiceProcess, ServiceProcess];
+    const setupStarted = performance.now();
+    await register(a, "?ttl=10m");
+    notes.push(`etcd mode: ${label} registered through one instance in ${((performance.now() - setupStarted) / 1000).toFixed(1)} s.`);
+    // Both instances must hold everything before the load starts.
+    const settled = performance.now() + 30_000;
+    while ((await missingGroups(b)).length > 0) {
+      if (performance.now() > settled) throw new Error("the second instance did not get every group within 30 s");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const revision = async (): Promise<number> => Number((await client.get(`${prefix}revision-probe`).exec()).header.revision);
+    const revisionBefore = await revision();
+    const wallStarted = performance.now();
+    // Connections alternate between the instances: every group is renewed through both.
+    const renewed = await cpuOf(started, () => drive(a, [portOf(a), portOf(b)], seconds, rate, (n) => renewal(n, "?ttl=10m"), CONNECTIONS));
+    const wall = (performance.now() - wallStarted) / 1000;
+    const transactions = ((await revision()) - revisionBefore) / wall;
+    const missingA = await missingGroups(a);
+    const missingB = await missingGroups(b);
+    if (missingA.length + missingB.length > 0) options.problems.push(`fleet, etcd mode: groups lost targets (${missingA.length} on a, ${missingB.length} on b)`);
+    const [memoryA, memoryB] = await Promise.all([a.memory(), b.memory()]);
+    rows.push({
+      scenario: `etcd mode, two instances, ${label} with ?ttl=10m: ${rate}/s renewals offered`,
+      measured: { ...renewed.result, rssMb: Math.max(memoryA.rssMb, memoryB.rssMb), peakMb: Math.max(memoryA.peakMb, memoryB.peakMb) },
+      cpuMicros: renewed.cpuMicros,
+      noEarlyExpiry: missingA.length === 0 && missingB.length === 0,
+      note: `${transactions.toFixed(0)} etcd transactions/s (revision delta ÷ ${wall.toFixed(1)} s)`,
+    });
+    notes.push(
+      `etcd mode: every target present on instance a: ${missingA.length === 0 ? "yes" : "no"}, on instance b: ${missingB.length === 0 ? "yes" : "no"} ` +
+        "(each group was renewed through both instances; a renewal through one instance must keep the target on the other).",
+    );
+  } finally {
+    client.close();
+    await Promise.all(started.map((service) => service.stop().catch(() => undefined)));
+    await cluster.stop();
+  }
+}
+
+export function fleetTable(rows: readonly FleetRow[]): string {
+  const lines = [
+    "| scenario | req/s | answers | CPU per request | p50 | p99 | RSS | no early expiry |",
+    "|---|--:|---|--:|--:|--:|--:|:-:|",
+    ...rows.map(
+      (row) =>
+        `| ${row.scenario}${row.note === undefined ? "" : ` (${row.note})`} | ${row.measured.requestsPerSecond.toFixed(0)} | ${row.measured.statuses} | ` +
+        `${row.cpuMicros.map((micros) => `${micros.toFixed(0)} µs`).join(" + ")} | ${row.measured.p50Ms.toFixed(2)} ms | ${row.measured.p99Ms.toFixed(2)} ms | ` +
+        `${row.measured.rssMb.toFixed(0)} MB | ${row.noEarlyExpiry === undefined ? "" : row.noEarlyExpiry ? "yes" : "**no**"} |`,
+    ),
+  ];
+  return lines.join("\n");
+}
