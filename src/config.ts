@@ -12,6 +12,12 @@ export interface Config {
   readonly port: number;
   readonly logLevel: LogLevel;
   readonly maxBodyBytes: number;
+  /**
+   * RENEWAL_SLACK: how far a renewal answered from memory may move a deadline past the persisted
+   * one; what a crash can add to a target's life in file mode, and (+ 1 s) the grace of etcd mode
+   * (docs/heartbeats.md). 0: every renewal is written before its answer.
+   */
+  readonly renewalSlackMs: number;
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
   /** Write tokens (and optionally read tokens); undefined: nobody needs a token. */
   readonly authTokensFile: string | undefined;
@@ -61,6 +67,7 @@ export const DEFAULTS = {
   MAX_BODY_BYTES: String(1024 * 1024),
   ETCD_PREFIX: "/file-sd-writer/",
   ETCD_TIMEOUT: "5s",
+  RENEWAL_SLACK: "2s",
 } as const;
 
 /**
@@ -83,11 +90,19 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     port,
     logLevel: parseLogLevel(value("LOGLEVEL")),
     maxBodyBytes: parseMaxBodyBytes(value("MAX_BODY_BYTES")),
+    renewalSlackMs: parseRenewalSlack(value("RENEWAL_SLACK")),
     tls: parseTls(env.CERTFILE?.trim() || undefined, env.KEYFILE?.trim() || undefined),
     authTokensFile: env.AUTH_TOKENS_FILE?.trim() || undefined,
     prometheus: parsePrometheus(env),
     etcd: parseEtcd(env, value),
   };
+}
+
+/** At most an hour: it is what a crash may add to a target's life, and etcd mode's grace. */
+function parseRenewalSlack(text: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms > 3_600_000) throw new ConfigError(`RENEWAL_SLACK=${JSON.stringify(text)} must be a duration from 0s to 1h, e.g. 2s or 30s`);
+  return ms;
 }
 
 const ETCD_VARIABLES = [

@@ -141,6 +141,23 @@ export function createMetrics(): ServiceMetrics {
     registers,
   });
 
+  const renewals = new Counter({
+    name: `${PREFIX}renewals_total`,
+    help: "Renewals (?ttl= requests that only move deadlines later): mode=memory answered from memory and persisted in batches, mode=durable written before their answer (not covered by what is persisted, or a flush of the group failed).",
+    labelNames: ["mode"] as const,
+    registers,
+  });
+  const renewalsFromMemory = renewals.labels("memory");
+  const renewalsDurable = renewals.labels("durable");
+  // Both series from the start, at 0: a rate over them needs no absent().
+  renewals.inc({ mode: "memory" }, 0);
+  renewals.inc({ mode: "durable" }, 0);
+  const renewalFlushes = new Counter({
+    name: `${PREFIX}renewal_flushes_total`,
+    help: "Writes of a group's deadlines (file mode) or etcd transactions (etcd mode) that persisted renewals answered from memory: at most one per group per second.",
+    registers,
+  });
+
   const internalErrors = new Counter({
     name: `${PREFIX}internal_errors_total`,
     help: "Bugs caught instead of ending the process: a 500 from a handler (where=request) or a batch of changes (where=lane), an unhandled rejection (where=process). Should stay 0; the log has each stack.",
@@ -196,6 +213,8 @@ export function createMetrics(): ServiceMetrics {
     outsideChange: () => outsideChanges.inc(),
     leftoverRemoved: () => leftoversRemoved.inc(),
     internalError: () => internalErrors.inc({ where: "lane" }),
+    renewal: (mode) => (mode === "memory" ? renewalsFromMemory : renewalsDurable).inc(),
+    renewalFlushed: () => renewalFlushes.inc(),
   };
 
   // prom-client hashes the label set on every call; the sets are few, so keep their children.

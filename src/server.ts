@@ -10,6 +10,7 @@ import { TokensFile } from "./auth/tokens-file.js";
 import type { Config } from "./config.js";
 import { ExpiryScheduler } from "./expiry/scheduler.js";
 import { FileStore } from "./filestore/store.js";
+import { expiryGraceMs } from "./rules/registration.js";
 import { Directory } from "./directory/directory.js";
 import { DirectoryView } from "./directory/view.js";
 import { watchDirectory } from "./directory/watch.js";
@@ -74,7 +75,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   // first request on the service is ready, until shutdown begins. etcd mode: ready once in step
   // with etcd, and again whenever it is.
   let shuttingDown = false;
-  const { store, directory, changed, stopBackend, backendProblem } = await openStore(config, logger, metrics, { ...options, now });
+  const { store, directory, changed, stopBackend, backendProblem, expiryGraceMs } = await openStore(config, logger, metrics, { ...options, now });
   metrics.measureRegistered(store);
   const readiness = { notReadyBecause: () => (shuttingDown ? "shutting down" : backendProblem()) };
   metrics.measureReadiness(readiness);
@@ -87,7 +88,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     await stopBackend();
     throw error;
   });
-  const expiry = new ExpiryScheduler({ store, logger, now, expired: metrics.targetsExpired, ready: () => backendProblem() === undefined });
+  const expiry = new ExpiryScheduler({ store, logger, now, expired: metrics.targetsExpired, ready: () => backendProblem() === undefined, graceMs: expiryGraceMs });
   expiry.start();
   const stopWatching = async (): Promise<void> => {
     await expiry.close();
@@ -182,15 +183,17 @@ interface Backend {
   readonly changed: (id: GroupId) => void;
   readonly stopBackend: () => Promise<void>;
   readonly backendProblem: () => string | undefined;
+  /** How long past its deadline a target is kept before it is expired: 0 in file mode, EXPIRY_GRACE_MS in etcd mode. */
+  readonly expiryGraceMs: number;
 }
 
 /** The one place the registry is chosen: the directory (default) or etcd (ETCD_ENDPOINTS). */
 async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics, options: ServiceOptions & { now: () => number }): Promise<Backend> {
   const { now } = options;
   if (config.etcd === undefined) {
-    const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver, now });
+    const store = await FileStore.open({ directory: config.fileSdDirectory, logger, observer: metrics.storeObserver, now, renewalSlackMs: config.renewalSlackMs });
     // An outside edit is read back into the registry, through the group's lane.
-    return { store, directory: store.directory, changed: (id) => void store.reload(id), stopBackend: async () => undefined, backendProblem: () => undefined };
+    return { store, directory: store.directory, changed: (id) => void store.reload(id), stopBackend: () => store.close(), backendProblem: () => undefined, expiryGraceMs: 0 };
   }
   const etcdConfig = config.etcd;
   // Loaded only in etcd mode: the gRPC client costs 27 MB of memory that file mode never needs.
@@ -209,8 +212,9 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
     namespace,
     view,
     logger,
-    observer: createEtcdMetrics(metrics.registry, metrics.internalError),
+    observer: { ...createEtcdMetrics(metrics.registry, metrics.internalError), renewal: metrics.storeObserver.renewal, renewalFlushed: metrics.storeObserver.renewalFlushed },
     now,
+    renewalSlackMs: config.renewalSlackMs,
     ...(options.tombstoneAgeMs === undefined ? {} : { tombstoneAgeMs: options.tombstoneAgeMs }),
     ...(options.collectIntervalMs === undefined ? {} : { collectIntervalMs: options.collectIntervalMs }),
   });
@@ -228,5 +232,6 @@ async function openStore(config: Config, logger: Logger, metrics: ServiceMetrics
       await view.close();
     },
     backendProblem: () => store.notReadyBecause(),
+    expiryGraceMs: expiryGraceMs(config.renewalSlackMs),
   };
 }

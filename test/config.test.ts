@@ -9,6 +9,7 @@ describe("configuration (docs/operations.md)", () => {
       port: 12345,
       logLevel: "info",
       maxBodyBytes: 1048576,
+      renewalSlackMs: 2000,
       tls: undefined,
     });
   });
@@ -19,6 +20,7 @@ describe("configuration (docs/operations.md)", () => {
       BIND: "0.0.0.0:9999",
       LOGLEVEL: "DEBUG",
       MAX_BODY_BYTES: "2048",
+      RENEWAL_SLACK: "30s",
       CERTFILE: "/tls/cert.pem",
       KEYFILE: "/tls/key.pem",
     });
@@ -28,6 +30,7 @@ describe("configuration (docs/operations.md)", () => {
       port: 9999,
       logLevel: "debug",
       maxBodyBytes: 2048,
+      renewalSlackMs: 30_000,
       tls: { certFile: "/tls/cert.pem", keyFile: "/tls/key.pem" },
     });
   });
@@ -50,6 +53,8 @@ describe("configuration (docs/operations.md)", () => {
     [{ LOGLEVEL: "loud" }, /LOGLEVEL="loud" must be one of/],
     [{ MAX_BODY_BYTES: "1MB" }, /MAX_BODY_BYTES="1MB"/],
     [{ MAX_BODY_BYTES: "0" }, /at least 1/],
+    [{ RENEWAL_SLACK: "2" }, /RENEWAL_SLACK="2" must be a duration from 0s to 1h/],
+    [{ RENEWAL_SLACK: "2h" }, /RENEWAL_SLACK="2h"/],
     [{ CERTFILE: "/tls/cert.pem" }, /set both CERTFILE and KEYFILE/],
     [{ KEYFILE: "/tls/key.pem" }, /set both CERTFILE and KEYFILE/],
   ])("refuses %j", (env, message) => {

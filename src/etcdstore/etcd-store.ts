@@ -7,6 +7,7 @@ import { serializeGroup } from "../directory/group-file.js";
 import { fileNameOf } from "../directory/naming.js";
 import type { DirectoryView } from "../directory/view.js";
 import { Lanes, type LaneJob } from "../lanes.js";
+import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../rules/registration.js";
 import { deadlinesOf, idOfKey, keyOf, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
 import { beforeDeadline, DeadlineError, isTooLarge, newInstanceId, unavailable } from "./client.js";
@@ -42,6 +43,10 @@ export interface EtcdObserver {
   tombstonesRemoved?(groups: number): void;
   /** Read at scrape time: the groups whose keys this instance keeps in memory, deleted ones included. */
   measureKnown?(count: () => number): void;
+  /** A renewal answered from memory (committed later) or committed before its answer (file_sd_renewals_total). */
+  renewal?(mode: "memory" | "durable"): void;
+  /** One transaction that committed renewals answered from memory (file_sd_renewal_flushes_total). */
+  renewalFlushed?(): void;
 }
 
 export interface EtcdStoreOptions {
@@ -60,6 +65,8 @@ export interface EtcdStoreOptions {
   /** For tests: how long a deleted group's keys stay in etcd (5 min), and how often they are looked for (1 min). */
   readonly tombstoneAgeMs?: number;
   readonly collectIntervalMs?: number;
+  /** RENEWAL_SLACK in ms (RENEWAL_SLACK_MS unless set); the expiry's grace must be expiryGraceMs of it. */
+  readonly renewalSlackMs?: number;
 }
 
 /** One change to one key. */
@@ -69,7 +76,14 @@ interface UpdateJob extends LaneJob {
   /** Date.now() + ETCD_TIMEOUT when the request arrived: its answer is due by then. */
   readonly deadline: number;
   settle(outcome: Outcome | Error): void;
+  /** The commit of the group's renewals answered from memory: never itself answered from memory. */
+  readonly flush?: true;
 }
+
+/** How late a flush may be (etcd slow, a busy lane) before renewals are committed before their answer again. */
+const FLUSH_MARGIN_MS = RENEWAL_FLUSH_MS;
+/** Waits before a failed flush is tried again. */
+const FLUSH_RETRY_MS = [1000, 2000, 5000, 10_000] as const;
 
 /** How many times one batch re-reads and re-applies after another instance changed the same key. */
 const MAX_ATTEMPTS = 16;
@@ -111,6 +125,13 @@ export class EtcdStore implements Store {
   /** This instance's name in commit markers, and the number of its last commit. */
   private readonly instance = newInstanceId();
   private commits = 0;
+  /** Per group with pending renewals: when (performance.now()) the oldest of them was answered. */
+  private readonly pendingSince = new Map<string, number>();
+  /** Groups whose last flush failed, with how many in a row: their renewals are committed before their answer until one succeeds. */
+  private readonly flushFailures = new Map<string, number>();
+  private readonly flushTimers = new Map<string, NodeJS.Timeout>();
+  private closing = false;
+  private readonly renewalSlackMs: number;
 
   private constructor(options: EtcdStoreOptions) {
     this.config = options.config;
@@ -120,6 +141,7 @@ export class EtcdStore implements Store {
     this.logger = options.logger;
     this.observer = options.observer ?? {};
     this.now = options.now ?? Date.now;
+    this.renewalSlackMs = options.renewalSlackMs ?? RENEWAL_SLACK_MS;
     this.memory = new EtcdMemory(options.config, options.view, options.config.groupSelector?.matches ?? EVERY_GROUP, options.logger);
     const busy = (key: string): boolean => this.lanes.busy(key);
     this.sync = new EtcdSync({ ...options, memory: this.memory, observer: this.observer, busy, probeIntervalMs: options.probeIntervalMs ?? 1000 });
@@ -199,6 +221,12 @@ export class EtcdStore implements Store {
 
   async close(): Promise<void> {
     await this.lanes.idle();
+    // Renewals answered from memory are committed before the instance goes (while etcd answers).
+    this.closing = true;
+    for (const timer of this.flushTimers.values()) clearTimeout(timer);
+    this.flushTimers.clear();
+    await Promise.all(this.memory.pendingKeys().map((key) => this.flush(key)));
+    await this.lanes.idle();
     await this.collector.close();
     await this.sync.close();
     this.client.close();
@@ -223,7 +251,10 @@ export class EtcdStore implements Store {
    * confirmed that the value it was computed from is still etcd's newest.
    */
   private async runBatch(key: string, jobs: UpdateJob[]): Promise<void> {
+    if (this.answeredFromMemory(key, jobs)) return;
     const { id } = jobs[0]!;
+    const flushing = jobs.some((job) => job.flush === true);
+    const renewals = this.countRenewals(key, jobs);
     // The batch answers by the deadline of its oldest request, however long that one waited in the lane.
     const deadline = Math.min(...jobs.map((job) => job.deadline));
     // Only what etcd says is etcd's fault (a 503); anything else thrown here is a bug, which the lane answers with a 500.
@@ -270,6 +301,8 @@ export class EtcdStore implements Store {
           if (committed.kind === "landed before") await this.take(id, committed.current);
           else if (writesSomething) await this.take(id, valuesAt(writes, committed.revision));
           for (const { job, outcome } of results.settled) job.settle(outcome);
+          for (let i = 0; i < renewals; i++) this.observer.renewal?.("durable");
+          if (flushing) this.flushed(key, undefined);
           return;
         }
         this.observer.conflict?.();
@@ -283,7 +316,117 @@ export class EtcdStore implements Store {
     } catch (error) {
       if (!(error instanceof StoreError) && !(error instanceof RuleError)) throw error;
       for (const job of jobs) job.settle(error);
+      if (flushing) this.flushed(key, error);
     }
+  }
+
+  /**
+   * The safety rule for renewals answered from memory: only while in step with
+   * etcd, while the group's flushes succeed on time (the last one did not
+   * fail, none is overdue), and only when etcd's deadlines cover the renewal
+   * (coveredBy: should this instance crash before its flush, the grace every
+   * instance waits past a deadline, EXPIRY_GRACE_MS, still keeps each ttl a
+   * lower bound). Otherwise the batch is committed before its answer, and
+   * without quorum that is the usual 503: the client knows.
+   *
+   * Answered from memory: the batch's mutations on what this instance serves
+   * (etcd's value with its pending renewals laid over) add up to a renewal,
+   * none refused. Not linearizable as a commit is: like a GET, it sees this
+   * instance's copy, and a target another instance removed a moment ago stays
+   * removed (the flush only renews targets etcd still has).
+   */
+  private answeredFromMemory(key: string, jobs: readonly UpdateJob[]): boolean {
+    if (this.closing || !this.sync.synced || this.sync.problem !== undefined || this.flushFailures.has(key)) return false;
+    if (jobs.some((job) => job.flush === true)) return false;
+    const since = this.pendingSince.get(key);
+    if (since !== undefined && performance.now() - since > RENEWAL_FLUSH_MS + FLUSH_MARGIN_MS) return false;
+    const served = this.memory.entry(key);
+    const etcd = this.memory.get(key)?.entry;
+    if (served === undefined || etcd === undefined) return false;
+    const current: Registration = { group: served.group, expires: served.expires };
+    const results = applyAll(jobs, current, this.now());
+    if (results.settled.some(({ outcome }) => outcome instanceof Error) || !isRenewal(current, results.state ?? null)) return false;
+    if (!coveredBy(results.state!.expires, etcd.expires, this.renewalSlackMs)) return false;
+    this.memory.renew(key, results.state!.expires);
+    if (!this.pendingSince.has(key)) this.pendingSince.set(key, performance.now());
+    this.scheduleFlush(key, RENEWAL_FLUSH_MS);
+    for (const { job, outcome } of results.settled) {
+      this.observer.renewal?.("memory");
+      job.settle(outcome);
+    }
+    return true;
+  }
+
+  /** How many of the batch's jobs are renewals (for the counter): the batch as a whole renews what this instance serves. */
+  private countRenewals(key: string, jobs: readonly UpdateJob[]): number {
+    const served = this.memory.entry(key);
+    if (served === undefined) return 0;
+    const current: Registration = { group: served.group, expires: served.expires };
+    const mutations = jobs.filter((job) => job.flush !== true);
+    if (mutations.length === 0) return 0;
+    const results = applyAll(mutations, current, this.now());
+    return isRenewal(current, results.state ?? null) ? mutations.length : 0;
+  }
+
+  /** Commits a group's pending renewals through its lane, as one mutation: each target etcd still has gets the later of the two deadlines. */
+  private flush(key: string): Promise<void> {
+    const id = idOfKey(key);
+    if (id === undefined || this.memory.pendingOf(key).size === 0) {
+      this.pendingSince.delete(key);
+      return Promise.resolve();
+    }
+    const mutation: Mutation = (current) => {
+      if (current === undefined) return null;
+      const pending = this.memory.pendingOf(key);
+      let expires: Map<string, number> | undefined;
+      for (const [target, deadline] of pending) {
+        const committed = current.expires.get(target);
+        // A target gone, or made permanent, on any instance stays so: nothing comes back.
+        if (committed === undefined || committed >= deadline) continue;
+        expires ??= new Map(current.expires);
+        expires.set(target, deadline);
+      }
+      return expires === undefined ? current : { group: current.group, expires };
+    };
+    return new Promise((settle) => {
+      this.lanes.push(key, { id, mutation, flush: true, deadline: Date.now() + this.config.timeoutMs, settle: () => settle(), fail: () => settle() });
+    });
+  }
+
+  private scheduleFlush(key: string, delayMs: number): void {
+    if (this.closing || this.flushTimers.has(key)) return;
+    const timer = setTimeout(() => {
+      this.flushTimers.delete(key);
+      void this.flush(key);
+    }, delayMs);
+    timer.unref();
+    this.flushTimers.set(key, timer);
+  }
+
+  /** After a flush: counted, renewals that came during it wait for the next; a failure is logged once per group and tried again. */
+  private flushed(key: string, error: Error | undefined): void {
+    const id = idOfKey(key);
+    const file = id === undefined ? key : fileNameOf(id);
+    if (error === undefined) {
+      this.observer.renewalFlushed?.();
+      if (this.flushFailures.delete(key)) this.logger.info({ file }, "renewals committed to etcd again; renewals are answered from memory again");
+      if (this.memory.pendingOf(key).size === 0) this.pendingSince.delete(key);
+      else {
+        this.pendingSince.set(key, performance.now());
+        this.scheduleFlush(key, RENEWAL_FLUSH_MS);
+      }
+      return;
+    }
+    if (this.memory.pendingOf(key).size === 0) {
+      this.pendingSince.delete(key);
+      return;
+    }
+    const failures = (this.flushFailures.get(key) ?? 0) + 1;
+    this.flushFailures.set(key, failures);
+    if (failures === 1) {
+      this.logger.error({ file, err: error }, "could not commit renewals answered from memory; this group's renewals are committed before their answer until it works; retrying");
+    }
+    this.scheduleFlush(key, FLUSH_RETRY_MS[Math.min(failures - 1, FLUSH_RETRY_MS.length - 1)]!);
   }
 
   /**
@@ -419,6 +562,7 @@ function applyAll(jobs: readonly UpdateJob[], current: Registration | undefined,
   const expires = state === undefined ? undefined : deadlinesOf(state.expires, state.group.targets);
   return {
     settled,
+    state,
     // Every mutation left it as it was (an expiry with nothing due): the transaction only confirms the revision.
     changed: state !== current,
     groupText: state === undefined ? undefined : serializeGroup(state.group),

@@ -41,6 +41,13 @@ export class EtcdMemory {
   /** The `gc` key; see keys.ts. */
   gc: KeyValue = absentAt(0);
   private readonly warned = new Set<string>();
+  /**
+   * Renewals this instance answered from memory and has not committed yet, per
+   * group: target → deadline. What GET and the index serve is etcd's value with
+   * these laid over it (the later deadline wins), so nothing served goes
+   * backwards when a newer value of the group arrives before they are committed.
+   */
+  private readonly pending = new Map<string, Map<string, number>>();
 
   constructor(
     private readonly config: EtcdConfig,
@@ -134,6 +141,7 @@ export class EtcdMemory {
       }
     }
     if (entry !== undefined) entry = { ...entry, expires: deadlinesOf(deadlines, entry.group.targets) };
+    const served = this.overlaid(key, entry);
     this.known.set(key, {
       group: group ?? known?.group ?? absentAt(0),
       expires: expires ?? known?.expires ?? absentAt(0),
@@ -143,9 +151,58 @@ export class EtcdMemory {
       entry,
       emptySince,
     });
-    if (entry === undefined) this.entries.delete(key);
-    else this.entries.set(key, entry);
+    if (served === undefined) this.entries.delete(key);
+    else this.entries.set(key, served);
     return this.view.mirror(id, this.fileTextOf(key));
+  }
+
+  /** Renewals answered from memory: they go into what is served at once, and wait in `pending` for their commit. */
+  renew(key: string, expires: Deadlines): void {
+    const entry = this.entries.get(key);
+    const etcd = this.known.get(key)?.entry;
+    if (entry === undefined || etcd === undefined) return;
+    const pending = this.pending.get(key) ?? new Map<string, number>();
+    for (const [target, deadline] of expires) if (deadline > (etcd.expires.get(target) ?? Infinity) && deadline > (pending.get(target) ?? -Infinity)) pending.set(target, deadline);
+    if (pending.size > 0) this.pending.set(key, pending);
+    const served = this.overlaid(key, etcd);
+    if (served !== undefined) this.entries.set(key, served);
+  }
+
+  /** The renewals of a group still to commit (empty when there are none). */
+  pendingOf(key: string): Deadlines {
+    return this.pending.get(key) ?? NO_DEADLINES;
+  }
+
+  /** Groups with renewals still to commit. */
+  pendingKeys(): string[] {
+    return [...this.pending.keys()];
+  }
+
+  /**
+   * `entry` (etcd's value) with the pending renewals laid over it. A pending
+   * renewal of a target etcd no longer has, or no longer gives a deadline (a
+   * DELETE or a PUT on another instance), is dropped: that change wins. One etcd
+   * already holds (committed by this instance or another) is done.
+   */
+  private overlaid(key: string, entry: Entry | undefined): Entry | undefined {
+    const pending = this.pending.get(key);
+    if (pending === undefined) return entry;
+    if (entry === undefined) {
+      this.pending.delete(key);
+      return entry;
+    }
+    let expires: Map<string, number> | undefined;
+    for (const [target, deadline] of pending) {
+      const committed = entry.expires.get(target);
+      if (committed === undefined || committed >= deadline) {
+        pending.delete(target);
+        continue;
+      }
+      expires ??= new Map(entry.expires);
+      expires.set(target, deadline);
+    }
+    if (pending.size === 0) this.pending.delete(key);
+    return expires === undefined ? entry : { ...entry, expires };
   }
 
   /** A key under the prefix whose names the API would refuse (too long, say: an earlier version's): said once, then left alone. */

@@ -14,6 +14,12 @@ export interface ExpirySchedulerOptions {
   readonly ready?: () => boolean;
   /** How often the registry is scanned for due deadlines: an expired target goes within 2 s of its deadline (docs/api.md). */
   readonly intervalMs?: number;
+  /**
+   * How long past its deadline a target is kept (0 in file mode). etcd mode:
+   * EXPIRY_GRACE_MS, so that the renewals every instance answered from memory
+   * have been committed before a target is taken for expired (docs/heartbeats.md).
+   */
+  readonly graceMs?: number;
 }
 
 const INTERVAL_MS = 500;
@@ -65,7 +71,10 @@ export class ExpiryScheduler {
 
   private expireDue(): void {
     const { store, logger, now } = this.options;
-    const at = now();
+    const graceMs = this.options.graceMs ?? 0;
+    const at = now() - graceMs;
+    // The store gives the mutation its own clock; the grace moves it back for the expiry alone.
+    const expire = graceMs === 0 ? expireRegistration : (current: Parameters<typeof expireRegistration>[0], time: number) => expireRegistration(current, time - graceMs);
     for (const entry of store.list()) {
       const earliest = earliestDeadline(entry);
       if (earliest === undefined || earliest > at) continue;
@@ -73,7 +82,7 @@ export class ExpiryScheduler {
       if (this.inFlight.has(key)) continue;
       const { id, fileName } = entry;
       const run = store
-        .update(id, expireRegistration)
+        .update(id, expire)
         .then(({ before, after }) => {
           const staying = new Set(after?.group.targets);
           const gone = (before?.group.targets ?? []).filter((target) => !staying.has(target));

@@ -5,6 +5,7 @@ import { Directory, whyNot, type DirectoryObserver, type FileRead } from "../dir
 import { parseGroupFile, serializeGroup } from "../directory/group-file.js";
 import { deadlinesFileNameOf, fileNameOf } from "../directory/naming.js";
 import { Lanes, type LaneJob } from "../lanes.js";
+import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../rules/registration.js";
 import { deadlinesOf, idOfKey, keyOf, NO_DEADLINES, type Deadlines, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
 
@@ -16,6 +17,10 @@ export interface StoreObserver extends DirectoryObserver {
   outsideChange?(fileName: string): void;
   /** A batch of changes threw: a bug, answered with a 500 (file_sd_internal_errors_total). */
   internalError?(): void;
+  /** A renewal answered from memory (flushed later) or written before its answer (file_sd_renewals_total). */
+  renewal?(mode: "memory" | "durable"): void;
+  /** One write of a group's deadlines for the renewals acknowledged from memory (file_sd_renewal_flushes_total). */
+  renewalFlushed?(): void;
 }
 
 export interface StoreOptions {
@@ -25,13 +30,21 @@ export interface StoreOptions {
   readonly observer?: StoreObserver;
   /** The clock mutations are given (ms since the epoch); Date.now unless a test drives it. */
   readonly now?: () => number;
+  /** RENEWAL_SLACK in ms (RENEWAL_SLACK_MS unless set). */
+  readonly renewalSlackMs?: number;
 }
 
 type Job = LaneJob &
   (
     | { readonly kind: "mutation"; readonly id: GroupId; readonly mutation: Mutation; settle(outcome: Outcome | Error): void }
     | { readonly kind: "reload"; readonly id: GroupId; settle(): void }
+    | { readonly kind: "flush"; readonly id: GroupId; settle(): void }
   );
+
+/** How long a flush may be late (a slow disk, a busy lane) before renewals take the durable path again. */
+const FLUSH_MARGIN_MS = RENEWAL_FLUSH_MS;
+/** Waits before a failed flush is tried again. */
+const FLUSH_RETRY_MS = [1000, 2000, 5000, 10_000] as const;
 type MutationJob = Job & { kind: "mutation" };
 
 /**
@@ -45,6 +58,14 @@ export class FileStore implements Store {
   private readonly entries = new Map<string, Entry>();
   /** Groups whose file is known not to hold what memory serves (an outside edit left it unreadable). */
   private readonly fileDiffers = new Set<string>();
+  /** What each group's deadlines file holds (as last loaded or written): a renewal is answered from memory only when these cover it. */
+  private readonly onDisk = new Map<string, Deadlines>();
+  /** Groups whose memory holds renewals the deadlines file lacks, with when (performance.now()) the first of them was answered. */
+  private readonly dirty = new Map<string, number>();
+  /** Groups whose last flush failed, with how many failures in a row: their renewals take the durable path until a write succeeds. */
+  private readonly flushFailures = new Map<string, number>();
+  private readonly flushTimers = new Map<string, NodeJS.Timeout>();
+  private closed = false;
   private readonly lanes = new Lanes<Job>(
     (key, jobs) => this.runBatch(key, jobs),
     (key, error) => this.batchFailed(key, error),
@@ -55,11 +76,12 @@ export class FileStore implements Store {
     private readonly logger: Logger,
     private readonly observer: StoreObserver,
     readonly now: () => number,
+    private readonly renewalSlackMs: number,
   ) {}
 
   /** Opens the directory (creating it if needed), removes crash leftovers and loads every managed file. */
-  static async open({ directory, logger, observer = {}, now = Date.now }: StoreOptions): Promise<FileStore> {
-    const store = new FileStore(await Directory.open(directory, logger, observer), logger, observer, now);
+  static async open({ directory, logger, observer = {}, now = Date.now, renewalSlackMs = RENEWAL_SLACK_MS }: StoreOptions): Promise<FileStore> {
+    const store = new FileStore(await Directory.open(directory, logger, observer), logger, observer, now, renewalSlackMs);
     const { groups, deadlines } = await store.directory.scan();
     for (const { id, read } of groups) store.accept(id, read, "load");
     for (const { id, read } of deadlines) store.acceptDeadlines(id, read);
@@ -101,6 +123,47 @@ export class FileStore implements Store {
   /** Resolves once every queued change has been written and answered. */
   idle(): Promise<void> {
     return this.lanes.idle();
+  }
+
+  /** At shutdown: writes the deadlines of every group with renewals not yet on disk, then stops flushing. */
+  async close(): Promise<void> {
+    await this.lanes.idle();
+    this.closed = true;
+    for (const timer of this.flushTimers.values()) clearTimeout(timer);
+    this.flushTimers.clear();
+    await Promise.all([...this.dirty.keys()].map((key) => this.flush(key)));
+    await this.lanes.idle();
+  }
+
+  /** Writes a group's deadlines through its lane, if renewals answered from memory are not on disk yet. */
+  private flush(key: string): Promise<void> {
+    const id = idOfKey(key);
+    if (id === undefined || !this.dirty.has(key)) return Promise.resolve();
+    return new Promise((settle) => this.lanes.push(key, { kind: "flush", id, settle, fail: () => settle() }));
+  }
+
+  private scheduleFlush(key: string, delayMs: number): void {
+    if (this.closed || this.flushTimers.has(key)) return;
+    const timer = setTimeout(() => {
+      this.flushTimers.delete(key);
+      void this.flush(key);
+    }, delayMs);
+    timer.unref();
+    this.flushTimers.set(key, timer);
+  }
+
+  /**
+   * The safety rule for renewals answered from memory: only while the group's
+   * deadlines file is being written on time (its last flush did not fail, and
+   * none is overdue) and only when the file's deadlines cover the renewal
+   * (coveredBy: a crash then loses nothing the restored deadlines do not
+   * keep). Otherwise the renewal is written before its answer, like any change.
+   */
+  private answersFromMemory(key: string, state: Registration): boolean {
+    if (this.closed || this.fileDiffers.has(key) || this.flushFailures.has(key)) return false;
+    const since = this.dirty.get(key);
+    if (since !== undefined && performance.now() - since > RENEWAL_FLUSH_MS + FLUSH_MARGIN_MS) return false;
+    return coveredBy(state.expires, this.onDisk.get(key) ?? NO_DEADLINES, this.renewalSlackMs);
   }
 
   /** A batch threw (a bug): the lane answers its jobs with a 500; memory may no longer say what the file holds, so it is read again. */
@@ -187,7 +250,12 @@ export class FileStore implements Store {
       this.logger.warn({ file: name, reason: (error as Error).message }, "deadlines file cannot be used; the group's targets are treated as permanent");
       return;
     }
-    this.entries.set(keyOf(id), { ...entry, expires: deadlinesOf(expires, entry.group.targets) });
+    const persisted = deadlinesOf(expires, entry.group.targets);
+    this.onDisk.set(keyOf(id), persisted);
+    // Renewals answered from memory in the last moments before a crash are not in the file, but none moved a
+    // deadline more than RENEWAL_SLACK_MS past it (coveredBy): restoring every deadline that much later keeps
+    // each ttl a lower bound, and one that had surely passed is still past, applied by the expiry at start.
+    this.entries.set(keyOf(id), { ...entry, expires: new Map([...persisted].map(([target, deadline]) => [target, deadline + this.renewalSlackMs])) });
   }
 
   /**
@@ -204,6 +272,8 @@ export class FileStore implements Store {
       this.accept(id, this.directory.read(id), "outside change");
       for (const job of reloads) job.settle();
     }
+    const flushing = jobs.some((job) => job.kind === "flush") && this.dirty.has(key);
+    for (const job of jobs) if (job.kind === "flush") job.settle();
     const accepted: { job: MutationJob; outcome: Outcome }[] = [];
     const entry = this.entries.get(key);
     const initial: Registration | undefined = entry === undefined ? undefined : { group: entry.group, expires: entry.expires };
@@ -219,17 +289,50 @@ export class FileStore implements Store {
         job.settle(error as Error);
       }
     }
-    if (accepted.length === 0) return;
-    // Every change left it as it was (an expiry with nothing due): nothing to write.
-    if (state === initial) {
+    const id = jobs[0]!.id;
+    if (accepted.length === 0 && !flushing) return;
+    // Every change left it as it was (an expiry with nothing due): nothing to write, unless renewals wait for their flush.
+    if (state === initial && !flushing) {
       for (const { job, outcome } of accepted) job.settle(outcome);
       return;
     }
-    await this.commit(accepted[0]!.job.id, state, accepted);
+    const renewal = state !== initial && isRenewal(initial, state ?? null);
+    if (renewal && !flushing && this.answersFromMemory(key, state!)) {
+      // Answered from memory; the deadlines file follows within RENEWAL_FLUSH_MS, one write for every renewal until then.
+      this.entries.set(key, { ...entry!, expires: state!.expires });
+      if (!this.dirty.has(key)) this.dirty.set(key, performance.now());
+      this.scheduleFlush(key, RENEWAL_FLUSH_MS);
+      for (const { job, outcome } of accepted) {
+        this.observer.renewal?.("memory");
+        job.settle(outcome);
+      }
+      return;
+    }
+    if (renewal) for (let i = 0; i < accepted.length; i++) this.observer.renewal?.("durable");
+    const flushed = this.dirty.has(key);
+    const written = await this.commit(id, state, accepted);
+    if (flushing || flushed) this.flushed(key, written);
+  }
+
+  /** After a write that carried renewals answered from memory: counted, or on failure logged once and tried again. */
+  private flushed(key: string, written: boolean): void {
+    const file = idOfKey(key) === undefined ? key : deadlinesFileNameOf(idOfKey(key)!);
+    if (written) {
+      this.observer.renewalFlushed?.();
+      if (this.flushFailures.delete(key)) this.logger.info({ file }, "deadlines written again; renewals are answered from memory again");
+      return;
+    }
+    if (!this.dirty.has(key)) return;
+    const failures = (this.flushFailures.get(key) ?? 0) + 1;
+    this.flushFailures.set(key, failures);
+    if (failures === 1) {
+      this.logger.error({ file }, "could not write renewed deadlines; renewals of this group are written before their answer until it works; retrying");
+    }
+    this.scheduleFlush(key, FLUSH_RETRY_MS[Math.min(failures - 1, FLUSH_RETRY_MS.length - 1)]!);
   }
 
   /** Writes what the accepted changes led to (the directory's crash order), then swaps it in and answers them all. */
-  private async commit(id: GroupId, state: Registration | undefined, accepted: readonly { job: MutationJob; outcome: Outcome }[]): Promise<void> {
+  private async commit(id: GroupId, state: Registration | undefined, accepted: readonly { job: MutationJob; outcome: Outcome }[]): Promise<boolean> {
     const key = keyOf(id);
     const fileName = fileNameOf(id);
     const known = this.entries.get(key);
@@ -251,8 +354,11 @@ export class FileStore implements Store {
     } catch (error) {
       if (!(error instanceof StoreError)) throw error;
       for (const { job } of accepted) job.settle(error);
-      return;
+      return false;
     }
+    // The deadlines file now holds the state's deadlines (the renewals answered from memory among them).
+    if (state === undefined || state.expires.size === 0) this.onDisk.delete(key);
+    else this.onDisk.set(key, state.expires);
 
     // The rename is done: Prometheus already reads the new file, so memory follows it (GET and the
     // file never disagree), even when a failed directory fsync means a power cut could still undo it.
@@ -274,8 +380,11 @@ export class FileStore implements Store {
         { cause: durability },
       );
       for (const { job } of accepted) job.settle(failure);
-      return;
+      // Renewals waiting for their flush keep waiting: the write is tried again until it is durable.
+      return false;
     }
+    this.dirty.delete(key);
     for (const { job, outcome } of accepted) job.settle(outcome);
+    return true;
   }
 }

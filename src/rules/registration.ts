@@ -85,3 +85,74 @@ export function expireRegistration(current: Registration | undefined, now: numbe
   if (targets.length === 0) return null;
   return { group: { targets, labels: current.group.labels }, expires: deadlinesOf(current.expires, targets) };
 }
+
+/** How often a group's renewals acknowledged from memory are persisted: one write (file mode) or transaction (etcd mode) per group per interval. */
+export const RENEWAL_FLUSH_MS = 1000;
+
+/**
+ * The default of RENEWAL_SLACK (src/config.ts).
+ * How far a renewal acknowledged from memory may move a deadline past the one
+ * persisted (the deadlines file, or etcd). After a crash the persisted
+ * deadlines are all that is left, and each is restored RENEWAL_SLACK_MS later
+ * (file mode) or expired only RENEWAL_SLACK_MS + a margin after it (etcd
+ * mode), so no renewal that was lost can have promised more: that is what
+ * makes a ttl a lower bound across crashes. Two intervals: the persisted value
+ * lags memory by up to one interval, and a renewer as fast as the interval
+ * moves its deadline by one more.
+ */
+export const RENEWAL_SLACK_MS = 2 * RENEWAL_FLUSH_MS;
+
+/**
+ * etcd mode expires a target only this long after its deadline: every
+ * instance's renewals answered from memory are committed within
+ * RENEWAL_FLUSH_MS (and none moved a deadline more than RENEWAL_SLACK_MS past
+ * etcd's, so even an instance that crashed first lost nothing that wait does
+ * not cover), plus a second for the transaction. docs/heartbeats.md.
+ */
+export const EXPIRY_GRACE_MS = expiryGraceMs(RENEWAL_SLACK_MS);
+
+/** The grace for a given slack (RENEWAL_SLACK): the slack, and a second for the transaction. */
+export function expiryGraceMs(slackMs: number): number {
+  return slackMs + 1000;
+}
+
+/**
+ * A renewal: the same group (the same targets in the same order, the same
+ * labels), the same targets with deadlines, none earlier, at least one later.
+ * Anything else (a target added or removed, a label, a ttl given or taken
+ * away) is a change to make durable before its answer.
+ */
+export function isRenewal(before: Registration | undefined, after: Registration | null): boolean {
+  if (before === undefined || after === null || before === after) return false;
+  if (!sameGroup(before, after)) return false;
+  if (before.expires.size !== after.expires.size) return false;
+  let later = false;
+  for (const [target, deadline] of after.expires) {
+    const was = before.expires.get(target);
+    if (was === undefined || deadline < was) return false;
+    if (deadline > was) later = true;
+  }
+  return later;
+}
+
+function sameGroup(before: Registration, after: Registration): boolean {
+  if (before.group === after.group) return true;
+  const [a, b] = [before.group, after.group];
+  if (a.targets.length !== b.targets.length || a.targets.some((target, index) => b.targets[index] !== target)) return false;
+  const names = Object.keys(a.labels);
+  return names.length === Object.keys(b.labels).length && names.every((name) => Object.hasOwn(b.labels, name) && own(b.labels, name) === own(a.labels, name));
+}
+
+/**
+ * Whether every deadline of `expires` is covered by the persisted ones: at
+ * most `slackMs` past the persisted deadline of its target (a target without
+ * a persisted deadline is not covered). A renewal is acknowledged from memory
+ * only when its result is covered.
+ */
+export function coveredBy(expires: Deadlines, persisted: Deadlines, slackMs: number): boolean {
+  for (const [target, deadline] of expires) {
+    const was = persisted.get(target);
+    if (was === undefined || deadline > was + slackMs) return false;
+  }
+  return true;
+}

@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { EXPIRY_GRACE_MS, RENEWAL_SLACK_MS } from "../../src/rules/registration.js";
 import { backendEnv, eventually, filesIn, makeTempDir, removeDir, startTestService, type TestService } from "../helpers.js";
+
+/**
+ * etcd mode keeps a target EXPIRY_GRACE_MS past its deadline (every instance's renewals answered from memory
+ * have arrived by then); file mode restores a deadline RENEWAL_SLACK_MS later after a restart (docs/heartbeats.md).
+ */
+const onEtcd = backendEnv().ETCD_ENDPOINTS !== undefined;
+const graceMs = onEtcd ? EXPIRY_GRACE_MS : 0;
+const restoredLaterMs = onEtcd ? 0 : RENEWAL_SLACK_MS;
 
 type Group = { targets: string[]; labels: Record<string, string> };
 type IndexLine = { application: string; environment: string; expires?: Record<string, string> };
@@ -80,17 +89,17 @@ describe("registrations that expire (docs/api.md)", () => {
     const acknowledged = Date.now();
     expect(await targetsEverywhere(sd, "ttl", "prod")).toEqual([["perm:1", "one:1", "two:1"], ["perm:1", "one:1", "two:1"], ["?", "?", "?"], ["perm:1", "one:1", "two:1"]]);
 
-    await eventually(async () => JSON.stringify(await targetsEverywhere(sd, "ttl", "prod")) === JSON.stringify([["perm:1", "two:1"], ["perm:1", "two:1"], ["?", "?"], ["perm:1", "two:1"]]), 3500, "one:1 to expire");
+    await eventually(async () => JSON.stringify(await targetsEverywhere(sd, "ttl", "prod")) === JSON.stringify([["perm:1", "two:1"], ["perm:1", "two:1"], ["?", "?"], ["perm:1", "two:1"]]), 3500 + graceMs, "one:1 to expire");
     const first = Date.now();
     // Never before the deadline, at most 2 s after it.
-    expect(first - sent).toBeGreaterThanOrEqual(1000);
-    expect(first - acknowledged).toBeLessThanOrEqual(1000 + 2000);
+    expect(first - sent).toBeGreaterThanOrEqual(1000 + graceMs);
+    expect(first - acknowledged).toBeLessThanOrEqual(1000 + graceMs + 2000);
     await eventually(async () => JSON.stringify(await targetsEverywhere(sd, "ttl", "prod")) === JSON.stringify([["perm:1"], ["perm:1"], ["?"], ["perm:1"]]), 3500, "two:1 to expire");
-    expect(Date.now() - acknowledged).toBeLessThanOrEqual(2000 + 2000);
+    expect(Date.now() - acknowledged).toBeLessThanOrEqual(2000 + graceMs + 2000);
     expect(((await sd.request("GET", "/ttl/prod")).body as Group[])[0]!.labels).toEqual({ job: "ttl", env: "prod", team: "core" });
 
     // The last target of ttl/dev went with its labels: the whole group and its file.
-    await eventually(async () => (await sd.fileOf("ttl", "dev")) === undefined, 1500, "ttl/dev to go");
+    await eventually(async () => (await sd.fileOf("ttl", "dev")) === undefined, 1500 + graceMs, "ttl/dev to go");
     expect((await sd.request("GET", "/ttl/dev")).body).toEqual([]);
     expect((await sd.request("DELETE", "/ttl/dev")).status).toBe(404);
     const metrics = await (await fetch(`${sd.url}/metrics`)).text();
@@ -116,9 +125,9 @@ describe("registrations that expire (docs/api.md)", () => {
       }
     }
     expect(checks).toBeGreaterThanOrEqual(60);
-    await eventually(async () => (await sd.fileOf("ttl", "prod")) === undefined, 6000, "the target to expire after the last heartbeat");
-    expect(Date.now() - last).toBeGreaterThanOrEqual(3000);
-    expect(Date.now() - last).toBeLessThanOrEqual(3000 + 2000);
+    await eventually(async () => (await sd.fileOf("ttl", "prod")) === undefined, 6000 + graceMs, "the target to expire after the last heartbeat");
+    expect(Date.now() - last).toBeGreaterThanOrEqual(3000 + graceMs);
+    expect(Date.now() - last).toBeLessThanOrEqual(3000 + graceMs + 2000);
   }, 30_000);
 });
 
@@ -153,13 +162,13 @@ describe("deadlines survive restarts (docs/api.md)", () => {
     // Stopped past down:1's deadline.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const second = await start();
-    await eventually(async () => JSON.stringify((await second.fileOf("keep", "prod")) as Group[]) === JSON.stringify([{ targets: ["perm:1", "mid:1"], labels: { job: "keep", env: "prod" } }]), 2000, "down:1 to go at start");
+    await eventually(async () => JSON.stringify((await second.fileOf("keep", "prod")) as Group[]) === JSON.stringify([{ targets: ["perm:1", "mid:1"], labels: { job: "keep", env: "prod" } }]), 2000 + graceMs, "down:1 to go at start");
     // mid:1 kept its deadline across the restart (not a new one from the start time).
     const line = ((await second.request("GET", "/")).body as { groups: IndexLine[] }).groups[0]!;
-    expect(line.expires).toEqual({ "mid:1": index!["mid:1"] });
-    await eventually(async () => JSON.stringify((await second.fileOf("keep", "prod")) as Group[]) === JSON.stringify([{ targets: ["perm:1"], labels: { job: "keep", env: "prod" } }]), 6000, "mid:1 to expire");
+    expect(line.expires).toEqual({ "mid:1": new Date(Date.parse(index!["mid:1"]!) + restoredLaterMs).toISOString() });
+    await eventually(async () => JSON.stringify((await second.fileOf("keep", "prod")) as Group[]) === JSON.stringify([{ targets: ["perm:1"], labels: { job: "keep", env: "prod" } }]), 6000 + graceMs + restoredLaterMs, "mid:1 to expire");
     expect(Date.now() - acknowledged).toBeGreaterThanOrEqual(4000);
-    expect(Date.now() - acknowledged).toBeLessThanOrEqual(4000 + 2000 + 500);
+    expect(Date.now() - acknowledged).toBeLessThanOrEqual(4000 + graceMs + restoredLaterMs + 2000 + 500);
     await second.close();
   }, 30_000);
 });

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EXPIRY_GRACE_MS } from "../../src/rules/registration.js";
 import { eventually, request, startTestService, type TestService } from "../helpers.js";
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 
@@ -105,10 +106,10 @@ describe("ETag and expiry across instances", () => {
     expect((await right.request("POST", "/clock/prod?ttl=2s", { body: "targets=gone:1" })).status).toBe(200);
     expect(await cluster.etcdctl(["get", "--print-value-only", `${prefix}expires/clock@prod`])).toContain("gone:1");
 
-    await eventually(async () => (await Promise.all(instances.map(targetsOf))).every((seen) => seen === keptOnly), 4000, "gone:1 to leave every instance");
+    await eventually(async () => (await Promise.all(instances.map(targetsOf))).every((seen) => seen === keptOnly), 4000 + EXPIRY_GRACE_MS, "gone:1 to leave every instance");
     report.push(`clock offsets -3 s/0/+1 s: gone:1 (ttl 2 s) left every instance ${Date.now() - sent} ms after the request`);
     // Until the slowest clock is well past the deadline, the target never comes back, anywhere.
-    const until = sent + 2000 + 3000 + 1500;
+    const until = sent + 2000 + EXPIRY_GRACE_MS + 3000 + 1500;
     let looks = 0;
     while (Date.now() < until) {
       for (const sd of instances) expect(await targetsOf(sd)).toBe(keptOnly);

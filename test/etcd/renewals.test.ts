@@ -1,0 +1,173 @@
+import { randomUUID } from "node:crypto";
+import { Etcd3 } from "etcd3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EXPIRY_GRACE_MS, RENEWAL_FLUSH_MS } from "../../src/rules/registration.js";
+import { eventually, request, startTestService, type TestService } from "../helpers.js";
+import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
+
+type Group = { targets: string[]; labels: Record<string, string> };
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const metric = (text: string, series: string): number => Number(new RegExp(`^${series.replace(/[{}"]/g, "\\$&")} (\\d+)`, "m").exec(text)?.[1] ?? NaN);
+
+/**
+ * etcd mode, renewals (docs/heartbeats.md), on a real three-member cluster: an
+ * instance answers renewals from memory and commits each group's at most once
+ * per RENEWAL_FLUSH_MS; every instance waits EXPIRY_GRACE_MS past a deadline
+ * before it expires a target, so a renewal sent to one keeps the target on all.
+ */
+describe("renewals in etcd mode", () => {
+  let cluster: EtcdCluster;
+  let client: Etcd3;
+  const started: TestService[] = [];
+  const report: string[] = [];
+  const start = async (prefix: string): Promise<TestService> => {
+    const sd = await startTestService({ env: { ETCD_ENDPOINTS: cluster.endpoints.join(","), ETCD_PREFIX: prefix } });
+    started.push(sd);
+    return sd;
+  };
+  /** How many times the key was written (etcd counts every put in the key's version). */
+  const versionOf = async (key: string): Promise<number> => Number((await client.get(key).exec()).kvs[0]?.version ?? 0);
+  const targetsOn = async (sd: TestService, path: string): Promise<string[]> => ((await request(sd.url, "GET", path)).body as Group[] | undefined)?.[0]?.targets ?? [];
+
+  beforeAll(async () => {
+    cluster = await startEtcdCluster();
+    client = new Etcd3({ hosts: [...cluster.endpoints] });
+  });
+  afterAll(async () => {
+    await Promise.all(started.map((sd) => sd.close()));
+    client?.close();
+    await cluster?.stop();
+    console.log(`etcd renewals:\n  ${report.join("\n  ")}`);
+  });
+
+  it("renewals at 25/s on one instance commit the group's deadlines about once per interval", async () => {
+    const prefix = `/renew-${randomUUID()}/`;
+    const [a, b] = [await start(prefix), await start(prefix)];
+    expect((await a.request("POST", "/fleet/prod?ttl=1h", { body: "targets=h:1,h:2" })).status).toBe(200);
+    const key = `${prefix}expires/fleet@prod`;
+    const before = await versionOf(key);
+    expect(before).toBeGreaterThanOrEqual(1);
+    const started = Date.now();
+    let renewals = 0;
+    while (Date.now() - started < 4000) {
+      const answer = await a.request("POST", "/fleet/prod?ttl=1h", { body: `targets=h:${(renewals % 2) + 1}` });
+      expect(answer.status).toBe(200);
+      renewals++;
+      await sleep(30);
+    }
+    const elapsed = Date.now() - started;
+    await sleep(RENEWAL_FLUSH_MS + 1000);
+    const txns = (await versionOf(key)) - before;
+    const allowed = Math.ceil((elapsed + RENEWAL_FLUSH_MS + 1000) / RENEWAL_FLUSH_MS) + 1;
+    report.push(`${renewals} renewals in ${elapsed} ms on one instance: ${txns} writes of the group's deadlines key (at most ${allowed} allowed)`);
+    expect(renewals).toBeGreaterThan(80);
+    expect(txns).toBeGreaterThanOrEqual(1);
+    expect(txns).toBeLessThanOrEqual(allowed);
+    const text = await (await fetch(`${a.url}/metrics`)).text();
+    expect(metric(text, 'file_sd_renewals_total{mode="memory"}')).toBeGreaterThan(renewals / 2);
+    // Once flushed, both instances serve what etcd holds.
+    const expires = async (sd: TestService): Promise<unknown> =>
+      ((await sd.request("GET", "/")).body as { groups: { application: string; expires?: Record<string, string> }[] }).groups.find((g) => g.application === "fleet")?.expires;
+    const inEtcd: unknown = JSON.parse((await client.get(key).string())!);
+    expect(await expires(a)).toEqual(inEtcd);
+    await eventually(async () => JSON.stringify(await expires(b)) === JSON.stringify(inEtcd), 2000, "b to serve etcd's deadlines");
+  }, 30_000);
+
+  it("a renewal sent to one instance keeps the target on the other past its first deadline; once renewals stop both drop it within ttl + grace + 2 s", async () => {
+    const prefix = `/alive-${randomUUID()}/`;
+    const [a, b] = [await start(prefix), await start(prefix)];
+    const ttlMs = 3000;
+    expect((await a.request("PUT", "/alive/prod", { body: "targets=perm:1" })).status).toBe(200);
+    let last = { sent: Date.now(), answered: Date.now() };
+    expect((await a.request("POST", "/alive/prod?ttl=3s", { body: "targets=x:1" })).status).toBe(200);
+    last.answered = Date.now();
+    await eventually(async () => (await targetsOn(b, "/alive/prod")).includes("x:1"), 2000, "b to have x:1");
+    let stop = false;
+    const renewing = (async () => {
+      while (!stop) {
+        await sleep(1000);
+        if (stop) break;
+        const sent = Date.now();
+        const answer = await request(a.url, "POST", "/alive/prod?ttl=3s", { body: "targets=x:1" });
+        expect(answer.status).toBe(200);
+        last = { sent, answered: Date.now() };
+      }
+    })();
+    const watchedFrom = Date.now();
+    let looks = 0;
+    try {
+      while (Date.now() - watchedFrom < 8000) {
+        expect(await targetsOn(b, "/alive/prod"), "b keeps x:1 while a renews it").toContain("x:1");
+        looks++;
+        await sleep(100);
+      }
+    } finally {
+      stop = true;
+      await renewing;
+    }
+    expect(looks).toBeGreaterThan(40);
+    const gone = new Map<string, number>();
+    const bound = ttlMs + EXPIRY_GRACE_MS + 2000 + 1000;
+    while (gone.size < 2 && Date.now() - last.answered < bound + 1000) {
+      for (const [name, sd] of [["a", a], ["b", b]] as const) if (!gone.has(name) && !(await targetsOn(sd, "/alive/prod")).includes("x:1")) gone.set(name, Date.now());
+      await sleep(50);
+    }
+    for (const name of ["a", "b"]) {
+      const at = gone.get(name);
+      expect(at, `${name} to drop x:1`).toBeDefined();
+      expect(at! - last.sent, `${name} kept x:1 for its ttl`).toBeGreaterThanOrEqual(ttlMs);
+      expect(at! - last.answered, `${name} dropped x:1 within ttl + grace + 2 s`).toBeLessThanOrEqual(bound);
+    }
+    report.push(`x:1 (ttl 3 s) renewed on a for 8 s, seen on b ${looks} times; dropped ${gone.get("a")! - last.answered} ms (a) and ${gone.get("b")! - last.answered} ms (b) after the last renewal`);
+    expect(await targetsOn(b, "/alive/prod")).toEqual(["perm:1"]);
+  }, 40_000);
+
+  it("a DELETE on another instance of a target with pending renewals wins: it does not come back", async () => {
+    const prefix = `/del-${randomUUID()}/`;
+    const [a, b] = [await start(prefix), await start(prefix)];
+    for (let round = 0; round < 3; round++) {
+      const path = `/del/r${round}`;
+      expect((await a.request("POST", `${path}?ttl=1h`, { body: "targets=d:1,e:1" })).status).toBe(200);
+      await eventually(async () => (await targetsOn(b, path)).includes("d:1"), 2000, "b to have the group");
+      const memoryBefore = metric(await (await fetch(`${a.url}/metrics`)).text(), 'file_sd_renewals_total{mode="memory"}');
+      for (let i = 0; i < 3; i++) expect((await a.request("POST", `${path}?ttl=1h`, { body: "targets=d:1" })).status).toBe(200);
+      // The renewals wait in a's memory for their flush.
+      expect(metric(await (await fetch(`${a.url}/metrics`)).text(), 'file_sd_renewals_total{mode="memory"}')).toBeGreaterThan(memoryBefore);
+      await sleep(round * 300);
+      expect((await b.request("DELETE", path, { body: "targets=d:1" })).status).toBe(200);
+      // Past a's flush, and another interval.
+      await sleep(2 * RENEWAL_FLUSH_MS + 500);
+      for (const sd of [a, b]) expect(await targetsOn(sd, path)).toEqual(["e:1"]);
+      const inEtcd = JSON.parse((await client.get(`${prefix}expires/del@r${round}`).string())!) as Record<string, string>;
+      expect(Object.keys(inEtcd)).toEqual(["e:1"]);
+      expect(JSON.parse((await client.get(`${prefix}groups/del@r${round}`).string())!)).toEqual([{ targets: ["e:1"], labels: { job: "del", env: `r${round}` } }]);
+    }
+  }, 40_000);
+
+  it("without quorum a renewal is not answered from memory: it gets the 503 every write gets; the renewals answered before are committed once etcd is back", async () => {
+    const prefix = `/quorum-${randomUUID()}/`;
+    const a = await start(prefix);
+    const key = `${prefix}expires/q@prod`;
+    expect((await a.request("POST", "/q/prod?ttl=1h", { body: "targets=q:1" })).status).toBe(200);
+    await sleep(50);
+    expect((await a.request("POST", "/q/prod?ttl=1h", { body: "targets=q:1" })).status).toBe(200);
+    const served = ((await a.request("GET", "/")).body as { groups: { application: string; expires?: Record<string, string> }[] }).groups.find((g) => g.application === "q")!.expires!["q:1"]!;
+    const [, second, third] = cluster.members;
+    await Promise.all([second!.kill(), third!.kill()]);
+    try {
+      await eventually(async () => (await a.request("GET", "/-/ready")).status === 503, 10_000, "a to notice etcd without quorum");
+      const answer = await a.request("POST", "/q/prod?ttl=1h", { body: "targets=q:1" });
+      expect(answer.status).toBe(503);
+      // What a serves did not move: the refused renewal changed nothing.
+      const now = ((await a.request("GET", "/")).body as { groups: { application: string; expires?: Record<string, string> }[] }).groups.find((g) => g.application === "q")!.expires!["q:1"];
+      expect(now).toBe(served);
+    } finally {
+      await Promise.all([second!.start(), third!.start()]);
+    }
+    await cluster.waitHealthy();
+    await eventually(async () => (await a.request("GET", "/-/ready")).status === 200, 20_000, "a to be in step again");
+    // The renewal answered from memory before the loss reaches etcd (its flush is retried).
+    await eventually(async () => (JSON.parse((await client.get(key).string()) ?? "{}") as Record<string, string>)["q:1"] === served, 20_000, "the pending renewal to be committed");
+    expect((await a.request("POST", "/q/prod?ttl=1h", { body: "targets=q:1" })).status).toBe(200);
+  }, 90_000);
+});
