@@ -7,7 +7,7 @@ import { serializeGroup } from "../directory/group-file.js";
 import { fileNameOf } from "../directory/naming.js";
 import type { DirectoryView } from "../directory/view.js";
 import { Lanes, type LaneJob } from "../lanes.js";
-import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS, renewalFlushMs } from "../rules/registration.js";
+import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../rules/registration.js";
 import { deadlinesOf, idOfKey, keyOf, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
 import { beforeDeadline, DeadlineError, isTooLarge, newInstanceId, unavailable } from "./client.js";
@@ -339,7 +339,7 @@ export class EtcdStore implements Store {
     if (this.closing || !this.sync.synced || this.sync.problem !== undefined || this.flushFailures.has(key)) return false;
     if (jobs.some((job) => job.flush === true)) return false;
     const since = this.pendingSince.get(key);
-    if (since !== undefined && performance.now() - since > renewalFlushMs(this.renewalSlackMs) + FLUSH_MARGIN_MS) return false;
+    if (since !== undefined && performance.now() - since > RENEWAL_FLUSH_MS + FLUSH_MARGIN_MS) return false;
     const served = this.memory.entry(key);
     const etcd = this.memory.get(key)?.entry;
     if (served === undefined || etcd === undefined) return false;
@@ -349,7 +349,7 @@ export class EtcdStore implements Store {
     if (!coveredBy(results.state!.expires, etcd.expires, this.renewalSlackMs)) return false;
     this.memory.renew(key, results.state!.expires);
     if (!this.pendingSince.has(key)) this.pendingSince.set(key, performance.now());
-    this.scheduleFlush(key, renewalFlushMs(this.renewalSlackMs));
+    this.scheduleFlush(key, RENEWAL_FLUSH_MS);
     for (const { job, outcome } of results.settled) {
       this.observer.renewal?.("memory");
       job.settle(outcome);
@@ -413,7 +413,7 @@ export class EtcdStore implements Store {
       if (this.memory.pendingOf(key).size === 0) this.pendingSince.delete(key);
       else {
         this.pendingSince.set(key, performance.now());
-        this.scheduleFlush(key, renewalFlushMs(this.renewalSlackMs));
+        this.scheduleFlush(key, RENEWAL_FLUSH_MS);
       }
       return;
     }

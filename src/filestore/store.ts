@@ -5,7 +5,7 @@ import { Directory, whyNot, type DirectoryObserver, type FileRead } from "../dir
 import { parseGroupFile, serializeGroup } from "../directory/group-file.js";
 import { deadlinesFileNameOf, fileNameOf } from "../directory/naming.js";
 import { Lanes, type LaneJob } from "../lanes.js";
-import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS, renewalFlushMs } from "../rules/registration.js";
+import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../rules/registration.js";
 import { deadlinesOf, idOfKey, keyOf, NO_DEADLINES, type Deadlines, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
 
@@ -162,7 +162,7 @@ export class FileStore implements Store {
   private answersFromMemory(key: string, state: Registration): boolean {
     if (this.closed || this.fileDiffers.has(key) || this.flushFailures.has(key)) return false;
     const since = this.dirty.get(key);
-    if (since !== undefined && performance.now() - since > renewalFlushMs(this.renewalSlackMs) + FLUSH_MARGIN_MS) return false;
+    if (since !== undefined && performance.now() - since > RENEWAL_FLUSH_MS + FLUSH_MARGIN_MS) return false;
     return coveredBy(state.expires, this.onDisk.get(key) ?? NO_DEADLINES, this.renewalSlackMs);
   }
 
@@ -301,7 +301,7 @@ export class FileStore implements Store {
       // Answered from memory; the deadlines file follows within the flush interval, one write for every renewal until then.
       this.entries.set(key, { ...entry!, expires: state!.expires });
       if (!this.dirty.has(key)) this.dirty.set(key, performance.now());
-      this.scheduleFlush(key, renewalFlushMs(this.renewalSlackMs));
+      this.scheduleFlush(key, RENEWAL_FLUSH_MS);
       for (const { job, outcome } of accepted) {
         this.observer.renewal?.("memory");
         job.settle(outcome);

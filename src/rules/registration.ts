@@ -111,20 +111,6 @@ export const RENEWAL_SLACK_MS = 2 * RENEWAL_FLUSH_MS;
  */
 export const EXPIRY_GRACE_MS = expiryGraceMs(RENEWAL_SLACK_MS);
 
-/**
- * How often a group's renewals answered from memory are persisted, for a given
- * slack: a third of it, and at least RENEWAL_FLUSH_MS. A host renewing every
- * `p` stays answered from memory while the interval plus `p` is within the
- * slack (its deadline then never runs more than the slack ahead of the one
- * persisted), so with a third of the slack every host renewing at least every
- * two thirds of it is: RENEWAL_SLACK=30s covers heartbeats every 20 s with one
- * write per group every 10 s. The interval only decides what is answered from
- * memory; the slack alone bounds what a crash can cost.
- */
-export function renewalFlushMs(slackMs: number): number {
-  return Math.max(RENEWAL_FLUSH_MS, Math.floor(slackMs / 3));
-}
-
 /** The grace for a given slack (RENEWAL_SLACK): the slack, and a second for the transaction. */
 export function expiryGraceMs(slackMs: number): number {
   return slackMs + 1000;
