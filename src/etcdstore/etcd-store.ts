@@ -144,7 +144,8 @@ export class EtcdStore implements Store {
     this.renewalSlackMs = options.renewalSlackMs ?? RENEWAL_SLACK_MS;
     this.memory = new EtcdMemory(options.config, options.view, options.config.groupSelector?.matches ?? EVERY_GROUP, options.logger);
     const busy = (key: string): boolean => this.lanes.busy(key);
-    this.sync = new EtcdSync({ ...options, memory: this.memory, observer: this.observer, busy, probeIntervalMs: options.probeIntervalMs ?? 1000 });
+    const inStep = (): void => this.retryFailedFlushes();
+    this.sync = new EtcdSync({ ...options, memory: this.memory, observer: this.observer, busy, probeIntervalMs: options.probeIntervalMs ?? 1000, inStep });
     this.collector = new TombstoneCollector({
       instance: this.instance,
       config: options.config,
@@ -372,7 +373,8 @@ export class EtcdStore implements Store {
   private flush(key: string): Promise<void> {
     const id = idOfKey(key);
     if (id === undefined || this.memory.pendingOf(key).size === 0) {
-      this.pendingSince.delete(key);
+      // Nothing left to commit (etcd came to hold as late a deadline, or the target went): as good as a flush that worked.
+      this.flushed(key, undefined, false);
       return Promise.resolve();
     }
     const mutation: Mutation = (current) => {
@@ -403,12 +405,22 @@ export class EtcdStore implements Store {
     this.flushTimers.set(key, timer);
   }
 
-  /** After a flush: counted, renewals that came during it wait for the next; a failure is logged once per group and tried again. */
-  private flushed(key: string, error: Error | undefined): void {
+  /** Back in step with etcd: the groups whose flushes failed are committed now, not at the end of their backoff. */
+  private retryFailedFlushes(): void {
+    if (this.closing) return;
+    for (const key of this.flushFailures.keys()) {
+      clearTimeout(this.flushTimers.get(key));
+      this.flushTimers.delete(key);
+      void this.flush(key);
+    }
+  }
+
+  /** After a flush (`committed` false: there was nothing to commit): counted, renewals that came during it wait for the next; a failure is logged once per group and tried again. */
+  private flushed(key: string, error: Error | undefined, committed = true): void {
     const id = idOfKey(key);
     const file = id === undefined ? key : fileNameOf(id);
     if (error === undefined) {
-      this.observer.renewalFlushed?.();
+      if (committed) this.observer.renewalFlushed?.();
       if (this.flushFailures.delete(key)) this.logger.info({ file }, "renewals committed to etcd again; renewals are answered from memory again");
       if (this.memory.pendingOf(key).size === 0) this.pendingSince.delete(key);
       else {

@@ -41,6 +41,8 @@ export class EtcdSync {
       /** Whether a change of this instance is running for the group: its tombstone is kept until it is done. */
       readonly busy: (key: string) => boolean;
       readonly probeIntervalMs: number;
+      /** Called each time a resync has brought this instance in step with etcd again. */
+      readonly inStep?: () => void;
     },
   ) {}
 
@@ -154,6 +156,7 @@ export class EtcdSync {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     observer.resynced?.(seconds);
     logger.info({ reason, revision, groups: memory.size, files: view.size, seconds }, "in step with etcd; watching");
+    this.options.inStep?.();
   }
 
   private async watchFrom(startRevision: number, generation: number): Promise<void> {
