@@ -42,6 +42,8 @@ export interface FleetOptions {
   readonly rate: number;
   readonly etcd: boolean;
   readonly problems: string[];
+  /** Given to node before the service's script (BENCH_CPU_PROF's `--cpu-prof`). */
+  readonly nodeArgs: readonly string[];
 }
 
 const targetOf = (group: number, i: number): string => `h${group}-${i}.example.net:9100`;
@@ -116,7 +118,7 @@ export async function fleet(options: FleetOptions): Promise<{ rows: FleetRow[]; 
     const directory = join(options.work, name);
     await mkdir(directory, { recursive: true });
     const env: Record<string, string> = variant.slack === undefined || variant.slack === "permanent" ? {} : { RENEWAL_SLACK: variant.slack };
-    const service = await startService({ directory, logFile: join(options.work, `${name}.log`), logLevel: "info", env });
+    const service = await startService({ directory, logFile: join(options.work, `${name}.log`), logLevel: "info", env, nodeArgs: [...options.nodeArgs] });
     try {
       const setupStarted = performance.now();
       await register(service, withTtl ? TTL : "");

@@ -78,7 +78,7 @@ async function main(): Promise<void> {
     }
     if (PHASES.has("ttl")) heartbeatRows = await heartbeats(work, SECONDS * 2, HEARTBEATS);
     if (PHASES.has("fleet")) {
-      const result = await fleet({ work, seconds: FLEET_SECONDS, rate: FLEET_RATE, etcd: process.env.FLEET_ETCD !== "0", problems });
+      const result = await fleet({ work, seconds: FLEET_SECONDS, rate: FLEET_RATE, etcd: process.env.FLEET_ETCD !== "0", problems, nodeArgs: profileArgs() });
       fleetRows = result.rows;
       notes.push(...result.notes);
     }

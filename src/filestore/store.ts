@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { InternalError, StoreError } from "../errors.js";
-import { parseDeadlines, serializeDeadlines } from "../directory/deadlines-file.js";
+import { DeadlinesTexts, parseDeadlines, serializeDeadlines } from "../directory/deadlines-file.js";
 import { Directory, whyNot, type DirectoryObserver, type FileRead } from "../directory/directory.js";
 import { parseGroupFile, serializeGroup } from "../directory/group-file.js";
 import { deadlinesFileNameOf, fileNameOf } from "../directory/naming.js";
@@ -60,6 +60,7 @@ export class FileStore implements Store {
   private readonly fileDiffers = new Set<string>();
   /** What each group's deadlines file holds (as last loaded or written): a renewal is answered from memory only when these cover it. */
   private readonly onDisk = new Map<string, Deadlines>();
+  private readonly deadlinesTexts = new DeadlinesTexts();
   /** Groups whose memory holds renewals the deadlines file lacks, with when (performance.now()) the first of them was answered. */
   private readonly dirty = new Map<string, number>();
   /** Groups whose last flush failed, with how many failures in a row: their renewals take the durable path until a write succeeds. */
@@ -336,11 +337,14 @@ export class FileStore implements Store {
     const key = keyOf(id);
     const fileName = fileNameOf(id);
     const known = this.entries.get(key);
-    const text = state === undefined ? undefined : serializeGroup(state.group);
-    const deadlines = (expires: Deadlines): string | undefined => (expires.size === 0 ? undefined : serializeDeadlines(expires));
+    // A flush of renewals leaves the group as it was: neither formatted again nor compared target by target.
+    const text = state === undefined ? undefined : state.group === known?.group ? known.text : serializeGroup(state.group);
     // The deadlines file fits the old group file and the new one while the group file changes: the targets leaving keep theirs.
-    const staying = new Set(state?.group.targets);
-    const leaving = known === undefined ? NO_DEADLINES : new Map([...known.expires].filter(([target]) => !staying.has(target)));
+    const staying = known === undefined || text === known.text ? undefined : new Set(state?.group.targets);
+    const leaving = staying === undefined ? NO_DEADLINES : new Map([...known!.expires].filter(([target]) => !staying.has(target)));
+    const after = state === undefined || state.expires.size === 0 ? undefined : this.deadlinesTexts.text(key, state.expires);
+    if (after === undefined) this.deadlinesTexts.forget(key);
+    const during = leaving.size === 0 ? after : serializeDeadlines(new Map([...leaving, ...(state?.expires ?? NO_DEADLINES)]));
     // A heartbeat that only renews deadlines leaves the group file alone, unless it is known to need repair.
     const writeGroup = text !== undefined && (known === undefined || text !== known.text || this.fileDiffers.has(key));
     let durability: Error | undefined;
@@ -348,8 +352,8 @@ export class FileStore implements Store {
       durability = await this.directory.replace(id, {
         group: text,
         writeGroup,
-        deadlinesWhile: state === undefined ? undefined : deadlines(new Map([...leaving, ...state.expires])),
-        deadlinesAfter: state === undefined ? undefined : deadlines(state.expires),
+        deadlinesWhile: state === undefined ? undefined : during,
+        deadlinesAfter: after,
       });
     } catch (error) {
       if (!(error instanceof StoreError)) throw error;

@@ -38,6 +38,9 @@ export function putRegistration(current: Registration | undefined, change: Chang
   return { group, expires };
 }
 
+/** Up to this many targets named, a heartbeat looks each up in the group's list rather than build a set of it. */
+const FEW = 8;
+
 /**
  * POST as in rules.ts; with a ttl it is a heartbeat: targets already registered are
  * renewed instead of refused, new ones are added, and labels that already hold
@@ -50,13 +53,18 @@ export function postRegistration(current: Registration | undefined, change: Chan
     const expires = change.targets === undefined ? (current?.expires ?? NO_DEADLINES) : withNamed(current?.expires ?? NO_DEADLINES, change.targets, timing);
     return { group, expires: deadlinesOf(expires, group.targets) };
   }
-  const registered = new Set(current?.group.targets ?? []);
-  const added = change.targets.filter((target) => !registered.has(target));
   const labels = change.labels;
   const labelsChange =
     labels !== undefined && (Object.keys(labels).length === 0 || current === undefined || Object.entries(labels).some(([name, value]) => own(current.group.labels, name) !== value));
   // applyPost checks the list (empty, duplicates) even when every target is a renewal.
   const duplicateCheck = change.targets.length === 0 || new Set(change.targets).size !== change.targets.length;
+  if (current !== undefined && !labelsChange && !duplicateCheck && change.targets.length <= FEW && change.targets.every((target) => current.expires.has(target) && current.group.targets.includes(target))) {
+    // A heartbeat (a fleet's every request): each named target is registered and already expires, so
+    // the group stays as it is, and only their deadlines move (in the group's order still).
+    return { group: current.group, expires: withNamed(current.expires, change.targets, timing) };
+  }
+  const registered = new Set(current?.group.targets ?? []);
+  const added = change.targets.filter((target) => !registered.has(target));
   const group =
     added.length > 0 || labelsChange || duplicateCheck || current === undefined
       ? applyPost(current?.group, { targets: duplicateCheck ? change.targets : added.length > 0 ? added : undefined, labels: labelsChange ? labels : undefined }, appEnv)

@@ -69,6 +69,27 @@ describe("renewals (docs/heartbeats.md)", () => {
     );
   });
 
+  it("a POST with ?ttl= of any registration is the definition: the named targets get now + ttl, the rest keep theirs, in the group's order; a heartbeat leaves the group object as it was", () => {
+    fc.assert(
+      fc.property(registration, fc.array(targetName, { minLength: 1, maxLength: 12 }), fc.boolean(), fc.integer({ min: 1, max: 5000 }), (current, named, sameLabels, ttlMs) => {
+        const targets = [...new Set(named)];
+        const change = { targets, ...(sameLabels && Object.keys(current.group.labels).length > 0 ? { labels: { ...current.group.labels } } : {}) };
+        let result: Registration;
+        try {
+          result = postRegistration(current, change, appEnv, { now: T0, ttlMs });
+        } catch {
+          return; // refused by the group rules (too many targets, a name they do not take): not what this is about
+        }
+        const given = new Set(targets);
+        const expected = result.group.targets.flatMap((target) => (given.has(target) ? [[target, T0 + ttlMs] as const] : current.expires.has(target) ? [[target, current.expires.get(target)!] as const] : []));
+        expect([...result.expires]).toEqual(expected);
+        expect(result.group.targets).toEqual([...current.group.targets, ...targets.filter((target) => !current.group.targets.includes(target))]);
+        if (targets.every((target) => current.group.targets.includes(target))) expect(result.group).toStrictEqual(current.group);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it("coveredBy: every deadline at most the slack past its persisted one", () => {
     fc.assert(
       fc.property(registration, fc.integer({ min: 0, max: 5000 }), fc.integer({ min: -3000, max: 3000 }), (persistedReg, slack, move): void => {
