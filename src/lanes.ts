@@ -72,3 +72,40 @@ export class Lanes<Job extends LaneJob> {
     }
   }
 }
+
+/**
+ * At most one pending timer per key (a group's next flush of renewals): a key
+ * that has one keeps it, whatever delay is asked for meanwhile. Unref'd, so a
+ * pending flush never keeps the process alive; after `stop` no timer starts.
+ */
+export class KeyTimers {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private stopped = false;
+
+  /** Runs `run(key)` after `delayMs`, unless the key already has a timer or the timers are stopped. */
+  constructor(private readonly run: (key: string) => void) {}
+
+  schedule(key: string, delayMs: number): void {
+    if (this.stopped || this.timers.has(key)) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(key);
+      this.run(key);
+    }, delayMs);
+    timer.unref();
+    this.timers.set(key, timer);
+  }
+
+  /** Runs the key's pending timer now (when it has one or not), as its own timer would. */
+  runNow(key: string): void {
+    clearTimeout(this.timers.get(key));
+    this.timers.delete(key);
+    this.run(key);
+  }
+
+  /** Clears every pending timer; none starts after this. */
+  stop(): void {
+    this.stopped = true;
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+  }
+}

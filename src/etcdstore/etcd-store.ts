@@ -6,7 +6,7 @@ import { serializeDeadlines } from "../directory/deadlines-file.js";
 import { serializeGroup } from "../directory/group-file.js";
 import { fileNameOf } from "../directory/naming.js";
 import type { DirectoryView } from "../directory/view.js";
-import { Lanes, type LaneJob } from "../lanes.js";
+import { KeyTimers, type LaneJob, Lanes } from "../lanes.js";
 import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../rules/registration.js";
 import { deadlinesOf, idOfKey, keyOf, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
@@ -129,7 +129,7 @@ export class EtcdStore implements Store {
   private readonly pendingSince = new Map<string, number>();
   /** Groups whose last flush failed, with how many in a row: their renewals are committed before their answer until one succeeds. */
   private readonly flushFailures = new Map<string, number>();
-  private readonly flushTimers = new Map<string, NodeJS.Timeout>();
+  private readonly flushTimers = new KeyTimers((key) => void this.flush(key));
   private closing = false;
   private readonly renewalSlackMs: number;
 
@@ -224,8 +224,7 @@ export class EtcdStore implements Store {
     await this.lanes.idle();
     // Renewals answered from memory are committed before the instance goes (while etcd answers).
     this.closing = true;
-    for (const timer of this.flushTimers.values()) clearTimeout(timer);
-    this.flushTimers.clear();
+    this.flushTimers.stop();
     await Promise.all(this.memory.pendingKeys().map((key) => this.flush(key)));
     await this.lanes.idle();
     await this.collector.close();
@@ -350,7 +349,7 @@ export class EtcdStore implements Store {
     if (!coveredBy(results.state!.expires, etcd.expires, this.renewalSlackMs)) return false;
     this.memory.renew(key, results.state!.expires);
     if (!this.pendingSince.has(key)) this.pendingSince.set(key, performance.now());
-    this.scheduleFlush(key, RENEWAL_FLUSH_MS);
+    this.flushTimers.schedule(key, RENEWAL_FLUSH_MS);
     for (const { job, outcome } of results.settled) {
       this.observer.renewal?.("memory");
       job.settle(outcome);
@@ -395,23 +394,11 @@ export class EtcdStore implements Store {
     });
   }
 
-  private scheduleFlush(key: string, delayMs: number): void {
-    if (this.closing || this.flushTimers.has(key)) return;
-    const timer = setTimeout(() => {
-      this.flushTimers.delete(key);
-      void this.flush(key);
-    }, delayMs);
-    timer.unref();
-    this.flushTimers.set(key, timer);
-  }
-
   /** Back in step with etcd: the groups whose flushes failed are committed now, not at the end of their backoff. */
   private retryFailedFlushes(): void {
     if (this.closing) return;
     for (const key of this.flushFailures.keys()) {
-      clearTimeout(this.flushTimers.get(key));
-      this.flushTimers.delete(key);
-      void this.flush(key);
+      this.flushTimers.runNow(key);
     }
   }
 
@@ -425,7 +412,7 @@ export class EtcdStore implements Store {
       if (this.memory.pendingOf(key).size === 0) this.pendingSince.delete(key);
       else {
         this.pendingSince.set(key, performance.now());
-        this.scheduleFlush(key, RENEWAL_FLUSH_MS);
+        this.flushTimers.schedule(key, RENEWAL_FLUSH_MS);
       }
       return;
     }
@@ -438,7 +425,7 @@ export class EtcdStore implements Store {
     if (failures === 1) {
       this.logger.error({ file, err: error }, "could not commit renewals answered from memory; this group's renewals are committed before their answer until it works; retrying");
     }
-    this.scheduleFlush(key, FLUSH_RETRY_MS[Math.min(failures - 1, FLUSH_RETRY_MS.length - 1)]!);
+    this.flushTimers.schedule(key, FLUSH_RETRY_MS[Math.min(failures - 1, FLUSH_RETRY_MS.length - 1)]!);
   }
 
   /**

@@ -4,7 +4,7 @@ import { DeadlinesTexts, parseDeadlines, serializeDeadlines } from "../directory
 import { Directory, whyNot, type DirectoryObserver, type FileRead } from "../directory/directory.js";
 import { parseGroupFile, serializeGroup } from "../directory/group-file.js";
 import { deadlinesFileNameOf, fileNameOf } from "../directory/naming.js";
-import { Lanes, type LaneJob } from "../lanes.js";
+import { KeyTimers, type LaneJob, Lanes } from "../lanes.js";
 import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../rules/registration.js";
 import { deadlinesOf, idOfKey, keyOf, NO_DEADLINES, type Deadlines, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
@@ -65,7 +65,7 @@ export class FileStore implements Store {
   private readonly dirty = new Map<string, number>();
   /** Groups whose last flush failed, with how many failures in a row: their renewals take the durable path until a write succeeds. */
   private readonly flushFailures = new Map<string, number>();
-  private readonly flushTimers = new Map<string, NodeJS.Timeout>();
+  private readonly flushTimers = new KeyTimers((key) => void this.flush(key));
   private closed = false;
   private readonly lanes = new Lanes<Job>(
     (key, jobs) => this.runBatch(key, jobs),
@@ -130,8 +130,7 @@ export class FileStore implements Store {
   async close(): Promise<void> {
     await this.lanes.idle();
     this.closed = true;
-    for (const timer of this.flushTimers.values()) clearTimeout(timer);
-    this.flushTimers.clear();
+    this.flushTimers.stop();
     await Promise.all([...this.dirty.keys()].map((key) => this.flush(key)));
     await this.lanes.idle();
   }
@@ -141,16 +140,6 @@ export class FileStore implements Store {
     const id = idOfKey(key);
     if (id === undefined || !this.dirty.has(key)) return Promise.resolve();
     return new Promise((settle) => this.lanes.push(key, { kind: "flush", id, settle, fail: () => settle() }));
-  }
-
-  private scheduleFlush(key: string, delayMs: number): void {
-    if (this.closed || this.flushTimers.has(key)) return;
-    const timer = setTimeout(() => {
-      this.flushTimers.delete(key);
-      void this.flush(key);
-    }, delayMs);
-    timer.unref();
-    this.flushTimers.set(key, timer);
   }
 
   /**
@@ -302,7 +291,7 @@ export class FileStore implements Store {
       // Answered from memory; the deadlines file follows within the flush interval, one write for every renewal until then.
       this.entries.set(key, { ...entry!, expires: state!.expires });
       if (!this.dirty.has(key)) this.dirty.set(key, performance.now());
-      this.scheduleFlush(key, RENEWAL_FLUSH_MS);
+      this.flushTimers.schedule(key, RENEWAL_FLUSH_MS);
       for (const { job, outcome } of accepted) {
         this.observer.renewal?.("memory");
         job.settle(outcome);
@@ -329,7 +318,7 @@ export class FileStore implements Store {
     if (failures === 1) {
       this.logger.error({ file }, "could not write renewed deadlines; renewals of this group are written before their answer until it works; retrying");
     }
-    this.scheduleFlush(key, FLUSH_RETRY_MS[Math.min(failures - 1, FLUSH_RETRY_MS.length - 1)]!);
+    this.flushTimers.schedule(key, FLUSH_RETRY_MS[Math.min(failures - 1, FLUSH_RETRY_MS.length - 1)]!);
   }
 
   /** Writes what the accepted changes led to (the directory's crash order), then swaps it in and answers them all. */
