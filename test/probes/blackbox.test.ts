@@ -1,16 +1,12 @@
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
-import { dump } from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GroupStatus } from "../../src/status/status.js";
 import { run } from "../contrib/support.js";
 import { makeTempDir, removeDir, startTestService, type TestService } from "../helpers.js";
-import { startBlackboxExporter, type RunningBlackboxExporter } from "../support/blackbox.js";
+import type { RunningBlackboxExporter } from "../support/blackbox.js";
 import { freePort } from "../support/ports.js";
-import { activeTargets, query, startPrometheus, waitForTargets, type ActiveTarget, type RunningPrometheus } from "../support/prometheus.js";
-import { blackboxConfig, curlLine, probesJob } from "./doc.js";
+import { startProbeStack, type ProbeStack } from "../support/probe-stack.js";
+import { activeTargets, query, waitForTargets, type ActiveTarget, type RunningPrometheus } from "../support/prometheus.js";
+import { curlLine, probesJob } from "./doc.js";
 
 /**
  * Probes for real: Debian's blackbox_exporter with the configuration docs/probes.md shows, a
@@ -26,7 +22,7 @@ const PICKUP_MS = 30_000;
 const EXAMPLE_URL = "https://billing.example.com/health";
 
 let directory: string;
-let web: Server;
+let stack: ProbeStack;
 let okUrl: string;
 let failUrl: string;
 let refusedUrl: string;
@@ -37,36 +33,12 @@ const measured: string[] = [];
 
 beforeAll(async () => {
   directory = await makeTempDir("file-sd-probes-");
-  web = createServer((request, response) => {
-    if (request.url === "/health") response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
-    else if (request.url === "/broken") response.writeHead(500, { "content-type": "text/plain" }).end("down\n");
-    else response.writeHead(404).end();
-  });
-  await new Promise<void>((resolve) => web.listen(0, "127.0.0.1", () => resolve()));
-  const webPort = (web.address() as AddressInfo).port;
-  okUrl = `http://127.0.0.1:${webPort}/health`;
-  failUrl = `http://127.0.0.1:${webPort}/broken`;
-  refusedUrl = `http://127.0.0.1:${await freePort()}/health`;
-
-  exporter = await startBlackboxExporter(await blackboxConfig());
+  // The page's job as it stands: the stack puts in only this machine's paths (the folder, and the exporter).
   const job = await probesJob();
-  // The page's job as it stands, with only this machine's paths put in: the folder, and the exporter.
   expect(job.file_sd_configs).toEqual([{ files: ["/file_sd/probes/*.json"] }]);
   expect(job.relabel_configs?.at(-1)).toEqual({ target_label: "__address__", replacement: "blackbox-exporter:9115" });
-  const here = {
-    ...job,
-    file_sd_configs: [{ files: [join(directory, "probes", "*.json")] }],
-    relabel_configs: (job.relabel_configs ?? []).map((rule) => (rule.replacement === "blackbox-exporter:9115" ? { ...rule, replacement: exporter.address } : rule)),
-  };
-  // The folder the service makes at its start, made first here because Prometheus starts first:
-  // it watches the folder only once it exists (docs/probes.md, "The Prometheus job").
-  await mkdir(join(directory, "probes"));
-  prometheus = await startPrometheus({
-    configYaml: dump({
-      global: { scrape_interval: "1s", scrape_timeout: "1s" },
-      scrape_configs: [{ job_name: "file_sd", file_sd_configs: [{ files: [join(directory, "*.json")] }] }, here],
-    }),
-  });
+  stack = await startProbeStack(directory);
+  ({ okUrl, failUrl, refusedUrl, exporter, prometheus } = stack);
   sd = await startTestService({ directory, env: { PROMETHEUS_URL: prometheus.url } });
   // A scrape group beside the probes: its job must never get a URL.
   expect((await sd.request("PUT", "/billing/prod", { body: `targets=127.0.0.1:${await freePort()}` })).status).toBe(200);
@@ -75,10 +47,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (measured.length > 0) console.log(`probes, measured:\n${measured.map((line) => `  ${line}`).join("\n")}`);
   await sd?.close();
-  await prometheus?.close();
-  await exporter?.close();
-  web?.closeAllConnections();
-  await new Promise<void>((resolve) => (web === undefined ? resolve() : web.close(() => resolve())));
+  await stack?.close();
   if (directory !== undefined) await removeDir(directory);
 }, 60_000);
 

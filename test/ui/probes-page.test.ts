@@ -1,16 +1,10 @@
-import { mkdir } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { dump } from "js-yaml";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, makeTempDir, removeDir, startTestService, type TestService } from "../helpers.js";
-import { blackboxConfig, probesJob } from "../probes/doc.js";
-import { startBlackboxExporter, type RunningBlackboxExporter } from "../support/blackbox.js";
 import { axeFindings, expectNothingWrong, launchChromium, nextRefreshes, openWatched } from "../support/browser.js";
-import { freePort } from "../support/ports.js";
-import { startPrometheus, type RunningPrometheus } from "../support/prometheus.js";
+import { startProbeStack, type ProbeStack } from "../support/probe-stack.js";
+import type { RunningPrometheus } from "../support/prometheus.js";
 
 /**
  * The page's probes, in a real headless Chromium, with their results from a real
@@ -24,11 +18,10 @@ const TEST_TIMEOUT_MS = 120_000;
 const INJECTION = "<img src=x onerror=alert(1)>";
 
 let directory: string;
-let web: Server;
+let stack: ProbeStack;
 let okUrl: string;
 let failUrl: string;
 let refusedUrl: string;
-let exporter: RunningBlackboxExporter;
 let prometheus: RunningPrometheus;
 let sd: TestService;
 let browser: Browser;
@@ -38,36 +31,9 @@ let screenshots: string;
 beforeAll(async () => {
   directory = await makeTempDir("file-sd-probes-page-");
   screenshots = await makeTempDir("file-sd-probes-page-screenshots-");
-  web = createServer((request, response) => {
-    const path = new URL(request.url ?? "/", "http://here").pathname;
-    if (path === "/health") response.writeHead(200).end("ok\n");
-    else if (path === "/metrics") response.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end("# TYPE page_probe gauge\npage_probe 1\n");
-    else response.writeHead(500).end("down\n");
-  });
-  await new Promise<void>((resolve) => web.listen(0, "127.0.0.1", () => resolve()));
-  const port = (web.address() as AddressInfo).port;
-  okUrl = `http://127.0.0.1:${port}/health`;
-  failUrl = `http://127.0.0.1:${port}/broken?deep=1,2`;
-  refusedUrl = `http://127.0.0.1:${await freePort()}/health`;
-  exporter = await startBlackboxExporter(await blackboxConfig());
-  const job = await probesJob();
-  await mkdir(join(directory, "probes"));
-  [prometheus, browser] = await Promise.all([
-    startPrometheus({
-      configYaml: dump({
-        global: { scrape_interval: "1s", scrape_timeout: "1s" },
-        scrape_configs: [
-          { job_name: "file_sd", file_sd_configs: [{ files: [join(directory, "*.json")] }] },
-          {
-            ...job,
-            file_sd_configs: [{ files: [join(directory, "probes", "*.json")] }],
-            relabel_configs: (job.relabel_configs ?? []).map((rule) => (rule.target_label === "__address__" ? { ...rule, replacement: exporter.address } : rule)),
-          },
-        ],
-      }),
-    }),
-    launchChromium(),
-  ]);
+  [stack, browser] = await Promise.all([startProbeStack(directory, { failPath: "/broken?deep=1,2" }), launchChromium()]);
+  ({ okUrl, failUrl, refusedUrl, prometheus } = stack);
+  const port = stack.webPort;
   sd = await startTestService({ directory, env: { PROMETHEUS_URL: prometheus.url } });
   const put = async (path: string, body: unknown): Promise<void> => {
     expect((await sd.request("PUT", path, { body })).status, path).toBe(200);
@@ -89,10 +55,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await sd?.close();
-  await prometheus?.close();
-  await exporter?.close();
-  web?.closeAllConnections();
-  await new Promise<void>((resolve) => (web === undefined ? resolve() : web.close(() => resolve())));
+  await stack?.close();
   if (directory !== undefined) await removeDir(directory);
 }, 60_000);
 
@@ -125,7 +88,7 @@ describe("the page's probes", () => {
       expect(await failing.locator(".health").getAttribute("data-health")).toBe("down");
       expect(await failing.locator(".probe-result").textContent()).toMatch(/^HTTP 500 · <?\d+ ms$/);
       expect(await failing.locator(".error").textContent()).toBe("the probe failed: HTTP status 500 (the exporter's log of it)");
-      expect(await failing.locator(".error a.debug").getAttribute("href")).toBe(`http://${exporter.address}/probe?target=${encodeURIComponent(failUrl)}&debug=true`);
+      expect(await failing.locator(".error a.debug").getAttribute("href")).toBe(`http://${stack.exporter.address}/probe?target=${encodeURIComponent(failUrl)}&debug=true`);
       const refused = shop.locator(`li[data-key="${refusedUrl}"]`);
       expect(await refused.locator(".probe-result").textContent()).toMatch(/^no HTTP answer · <?\d+ ms$/);
       expect(await refused.locator(".error").textContent()).toMatch(/^the probe failed: no HTTP answer \(connection refused, DNS, TLS or timeout\) \(the exporter's log of it\)$/);
