@@ -341,8 +341,11 @@ async function directoryProblems(parent: string, directory: string, url: string)
   if (beside.length > 0) problems.push(`written outside the directory: ${beside.join(", ")}`);
   for (const name of await filesIn(directory)) {
     if (DEADLINES_FILE.test(name)) {
+      // Gone since the listing, as the group file may be: its group expired, or its targets became permanent.
+      const text = await readFile(join(directory, name), "utf8").catch((error: NodeJS.ErrnoException) => (error.code === "ENOENT" ? undefined : Promise.reject(error)));
+      if (text === undefined) continue;
       try {
-        parseDeadlines(await readFile(join(directory, name), "utf8"));
+        parseDeadlines(text);
       } catch (error) {
         problems.push(`${name} is not a valid deadlines file: ${(error as Error).message}`);
       }
