@@ -7,7 +7,7 @@ import type { Deadlines } from "../model.js";
  */
 export function serializeDeadlines(expires: Deadlines): string {
   const lines: string[] = [];
-  for (const [target, ms] of expires) lines.push(lineOf(target, ms));
+  for (const [target, ms] of expires) lines.push(lineOf(target, new Date(ms).toISOString()));
   return textOf(lines);
 }
 
@@ -35,7 +35,7 @@ export class DeadlinesTexts {
       targets.push(target);
       ms.push(deadline);
       times.push(time);
-      lines.push(`  ${JSON.stringify(target)}: "${time}"`);
+      lines.push(lineOf(target, time));
     }
     this.groups.set(key, { targets, ms, times });
     return textOf(lines);
@@ -46,8 +46,8 @@ export class DeadlinesTexts {
   }
 }
 
-function lineOf(target: string, ms: number): string {
-  return `  ${JSON.stringify(target)}: "${new Date(ms).toISOString()}"`;
+function lineOf(target: string, time: string): string {
+  return `  ${JSON.stringify(target)}: "${time}"`;
 }
 
 function textOf(lines: readonly string[]): string {

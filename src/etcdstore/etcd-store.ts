@@ -280,8 +280,9 @@ export class EtcdStore implements Store {
         const results = applyAll(jobs, current, now);
         // A group that goes leaves "nothing registered" in its key, and no deadlines in its
         // deadlines key, until the collector removes both (collector.ts says why that is safe).
-        const groupText = results.groupText ?? (base?.group.present === true ? NOTHING_REGISTERED : undefined);
-        const expiresText = results.expiresText ?? (base?.expires.present === true ? NO_DEADLINES_TEXT : undefined);
+        const texts = results.changed ? textsOf(results.state) : {};
+        const groupText = texts.groupText ?? (base?.group.present === true ? NOTHING_REGISTERED : undefined);
+        const expiresText = texts.expiresText ?? (base?.expires.present === true ? NO_DEADLINES_TEXT : undefined);
         // Only the keys whose bytes change are written: a heartbeat that only renews deadlines leaves the group key alone.
         const changes = (text: string | undefined, was: KeyValue | undefined): Write =>
           results.changed && text !== undefined && text !== was?.text ? text : NO_CHANGE;
@@ -558,13 +559,13 @@ function applyAll(jobs: readonly UpdateJob[], current: Registration | undefined,
       settled.push({ job, outcome: error as Error });
     }
   }
-  const expires = state === undefined ? undefined : deadlinesOf(state.expires, state.group.targets);
-  return {
-    settled,
-    state,
-    // Every mutation left it as it was (an expiry with nothing due): the transaction only confirms the revision.
-    changed: state !== current,
-    groupText: state === undefined ? undefined : serializeGroup(state.group),
-    expiresText: expires === undefined || expires.size === 0 ? undefined : serializeDeadlines(expires),
-  };
+  // Every mutation left it as it was (an expiry with nothing due): the transaction only confirms the revision.
+  return { settled, state, changed: state !== current };
+}
+
+/** The bytes of a batch's result for the group's two keys: only for a batch that commits (not one answered from memory). */
+function textsOf(state: Registration | undefined): { readonly groupText?: string; readonly expiresText?: string } {
+  if (state === undefined) return {};
+  const expires = deadlinesOf(state.expires, state.group.targets);
+  return { groupText: serializeGroup(state.group), ...(expires.size === 0 ? {} : { expiresText: serializeDeadlines(expires) }) };
 }
