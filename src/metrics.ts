@@ -1,7 +1,7 @@
 import { METHODS } from "node:http";
-import type { Middleware } from "koa";
+import type { Context } from "koa";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { RuleError, type RejectReason } from "./errors.js";
+import type { RejectReason } from "./errors.js";
 import type { EtcdObserver } from "./etcdstore/etcd-store.js";
 import type { StoreObserver } from "./filestore/store.js";
 import type { Entry } from "./store.js";
@@ -19,10 +19,8 @@ export interface ServiceMetrics {
   readonly registry: Registry;
   /** Hooks the file store calls on every write, removal, failure and outside change. */
   readonly storeObserver: StoreObserver;
-  /** Outermost: counts and times every request by method, matched route and final status. */
-  readonly countRequests: Middleware;
-  /** Inside the error middleware: notes why a refused request was refused, for countRequests to count. */
-  readonly noteRejections: Middleware;
+  /** Counts and times an answered request by method, matched route and final status; a refusal also by its reason (src/handlers/frame.ts). */
+  counted(ctx: Context, seconds: number, reason: RejectReason | undefined): void;
   /** Groups and targets are read from the store at scrape time, so they can never drift. */
   measureRegistered(registered: Registered): void;
   /** `file_sd_ready` follows `/-/ready`, read at scrape time. */
@@ -229,36 +227,18 @@ export function createMetrics(): ServiceMetrics {
     return found;
   };
 
-  const countRequests: Middleware = async (ctx, next) => {
-    const started = process.hrtime.bigint();
-    try {
-      await next();
-    } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const method = KNOWN_METHODS.has(ctx.method) ? ctx.method : "other";
-      const { count, duration } = seriesOf(method, routeOf(ctx), ctx.status);
-      count.inc();
-      duration.observe(seconds);
-      if (ctx.status >= 400 && ctx.status < 500) {
-        rejected.inc({ reason: (ctx.state.rejectReason as RejectReason | undefined) ?? REASON_BY_STATUS[ctx.status] ?? "other" });
-      }
-    }
-  };
-
-  const noteRejections: Middleware = async (ctx, next) => {
-    try {
-      await next();
-    } catch (error) {
-      if (error instanceof RuleError && error.reason !== undefined) ctx.state.rejectReason = error.reason;
-      throw error;
-    }
+  const counted = (ctx: Context, seconds: number, reason: RejectReason | undefined): void => {
+    const method = KNOWN_METHODS.has(ctx.method) ? ctx.method : "other";
+    const { count, duration } = seriesOf(method, routeOf(ctx), ctx.status);
+    count.inc();
+    duration.observe(seconds);
+    if (ctx.status >= 400 && ctx.status < 500) rejected.inc({ reason: reason ?? REASON_BY_STATUS[ctx.status] ?? "other" });
   };
 
   return {
     registry,
     storeObserver,
-    countRequests,
-    noteRejections,
+    counted,
     measureReadiness: (given) => {
       readiness = given;
     },

@@ -1,6 +1,6 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import type { Middleware } from "koa";
+import type { Context } from "koa";
 import type { Logger } from "pino";
 import { InternalError, RuleError, StoreError } from "../errors.js";
 
@@ -12,32 +12,27 @@ interface HttpishError {
 }
 
 /**
- * The one place an error becomes an answer: `{"message": …}` with its status.
- * RuleError is the client's; StoreError is the disk's; errors the body reader
- * raises (too large, bad charset, aborted) are the client's too. Anything else
- * is a bug: 500, logged with its stack.
+ * The one place an error becomes an answer (src/handlers/frame.ts calls it): `{"message": …}`
+ * with its status. RuleError is the client's; StoreError is the disk's; errors the body reader
+ * raises (too large, bad charset, aborted) are the client's too. Anything else is a bug: 500,
+ * logged with its stack and the request id.
  */
-export function errorAnswers(logger: Logger, maxBodyBytes: number, internalError: (where: "request") => void = () => undefined): Middleware {
-  return async (ctx, next) => {
-    try {
-      await next();
-    } catch (error) {
-      const { status, message, headers } = describe(error, maxBodyBytes);
-      if (status >= 500) {
-        const requestId = ctx.state.requestId as string | undefined;
-        logger.error({ err: error, requestId, method: ctx.method, path: ctx.path, ...(error instanceof StoreError ? {} : { bug: true }) }, "request failed");
-        // A bug in a handler; a lane's own (InternalError) was counted where it was caught.
-        if (!(error instanceof StoreError) && !(error instanceof InternalError)) internalError("request");
-        ctx.status = status;
-        ctx.set(headers);
-        ctx.body = { message: requestId === undefined ? message : `${message} (request id ${requestId})` };
-        return;
-      }
-      ctx.status = status;
-      ctx.set(headers);
-      ctx.body = { message };
-    }
-  };
+export function answerError(
+  ctx: Context,
+  error: unknown,
+  { logger, maxBodyBytes, internalError, requestId }: { logger: Logger; maxBodyBytes: number; internalError: (where: "request") => void; requestId: string },
+): void {
+  const { status, message, headers } = describe(error, maxBodyBytes);
+  ctx.status = status;
+  ctx.set(headers);
+  if (status < 500) {
+    ctx.body = { message };
+    return;
+  }
+  logger.error({ err: error, requestId, method: ctx.method, path: ctx.path, ...(error instanceof StoreError ? {} : { bug: true }) }, "request failed");
+  // A bug in a handler; a lane's own (InternalError) was counted where it was caught.
+  if (!(error instanceof StoreError) && !(error instanceof InternalError)) internalError("request");
+  ctx.body = { message: `${message} (request id ${requestId})` };
 }
 
 function describe(error: unknown, maxBodyBytes: number): {

@@ -1,7 +1,7 @@
 import type { Context } from "koa";
 import { rejectAs, RuleError } from "../errors.js";
 import type { Store } from "../store.js";
-import type { Change, GroupId, Kind, Registration } from "../model.js";
+import type { Change, GroupId, Kind, Registration, TargetGroup } from "../model.js";
 import { etagOf } from "../etag.js";
 import { formatOf, parseBody, unsupportedMediaType } from "../parse/body.js";
 import { parsePreconditions } from "../parse/preconditions.js";
@@ -51,8 +51,27 @@ export function getGroup(store: Store, kind: Kind) {
   return (ctx: Context): void => {
     const group = store.get(groupIdOf(ctx, kind));
     if (group !== undefined) ctx.set("ETag", etagOf(group));
-    ctx.body = group === undefined ? [] : [group];
+    answerWith(ctx, group);
   };
+}
+
+const NO_GROUP = Buffer.from("[]");
+/** Groups are never changed in place, so the answer made once for a group object stays true (as its ETag does). */
+const answers = new WeakMap<TargetGroup, Buffer>();
+
+/** `[group]`, or `[]` when there is none, as JSON: the bytes made once per group, not once per request. */
+function answerWith(ctx: Context, group: TargetGroup | undefined): void {
+  ctx.set("Content-Type", "application/json; charset=utf-8");
+  ctx.body = group === undefined ? NO_GROUP : answerOf(group);
+}
+
+function answerOf(group: TargetGroup): Buffer {
+  let bytes = answers.get(group);
+  if (bytes === undefined) {
+    bytes = Buffer.from(JSON.stringify([group]));
+    answers.set(group, bytes);
+  }
+  return bytes;
 }
 
 function mutate(store: Store, kind: Kind, rule: Rule, acceptsTtl: boolean) {
@@ -67,8 +86,9 @@ function mutate(store: Store, kind: Kind, rule: Rule, acceptsTtl: boolean) {
       return rejectAs("rule", () => rule(current, change, id, { now, ttlMs }));
     });
     if (after !== null) ctx.set("ETag", etagOf(after.group));
-    const answer = after?.group ?? before?.group;
-    ctx.body = answer === undefined ? [] : [answer];
+    // A heartbeat leaves the group as it was: its log line is at debug (src/handlers/frame.ts).
+    ctx.state.groupUnchanged = before !== undefined && after !== null && after.group === before.group;
+    answerWith(ctx, after?.group ?? before?.group);
   };
 }
 

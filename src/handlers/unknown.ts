@@ -37,12 +37,11 @@ export function acceptsOnly(route: string, accepted: readonly string[], elsewher
 }
 
 /** HTTP/1.1 requires a Host header (RFC 9112 §3.2); Node's own refusal is a bare 400, so the app says it. */
-export const hostRequired: Middleware = (ctx, next) => {
+export function requireHost(ctx: Context): void {
   if (ctx.req.httpVersionMajor === 1 && ctx.req.httpVersionMinor >= 1 && ctx.get("Host") === "") {
     throw new RuleError(400, "an HTTP/1.1 request needs a Host header, e.g. Host: sd.example.com:12345", {}, "bad_request");
   }
-  return next();
-};
+}
 
 /** The service's own endpoints: `/-/` is reserved for them, which is why a name cannot start with `-`. */
 export const RESERVED_ENDPOINTS = ["/-/healthy", "/-/ready", "/-/http_sd", "/-/status", "/-/openapi.json", "/-/ui/app.js", "/-/ui/view.js", "/-/ui/app.css", "/-/ui/icon.svg"] as const;

@@ -26,7 +26,8 @@ describe("X-Request-Id", () => {
   });
 
   it("is generated when the client sends none, and is the one logged", async () => {
-    const log = capturingLogger();
+    // A GET's line is at debug (test/operability/request-log.test.ts).
+    const log = capturingLogger("debug");
     service = await startTestService({ logger: log.logger });
     const answer = await service.request("GET", "/billing/prod");
     const id = answer.headers.get("x-request-id") ?? "";
