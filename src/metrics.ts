@@ -152,7 +152,7 @@ export function createMetrics(): ServiceMetrics {
   renewals.inc({ mode: "durable" }, 0);
   const renewalFlushes = new Counter({
     name: `${PREFIX}renewal_flushes_total`,
-    help: "Writes of a group's deadlines (file mode) or etcd transactions (etcd mode) that persisted renewals answered from memory: at most one per group per second.",
+    help: "A group's renewals answered from memory, persisted: in one append to the renewals journal (file mode; one append a second carries every group's) or one etcd transaction (etcd mode). At most one per group per second.",
     registers,
   });
 

@@ -362,7 +362,7 @@ function readSync(path: string): FileRead {
   }
 }
 
-async function removeIfPresent(path: string): Promise<void> {
+export async function removeIfPresent(path: string): Promise<void> {
   await unlink(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== "ENOENT") throw error;
   });

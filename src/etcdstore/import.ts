@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Namespace } from "etcd3";
 import type { EtcdConfig } from "../config.js";
 import { parseDeadlines, serializeDeadlines } from "../directory/deadlines-file.js";
+import { RenewalJournal, replay, type JournalRecord } from "../filestore/journal.js";
 import { parseGroupFile, serializeGroup } from "../directory/group-file.js";
 import { deadlinesFileNameOf, fileNameOf, FOLDERS, idOfFileName, KINDS } from "../directory/naming.js";
 import { deadlinesOf, idOfKey, keyOf, NO_DEADLINES, type Deadlines, type GroupId, type Kind, type TargetGroup } from "../model.js";
@@ -45,6 +46,13 @@ export async function importDirectory(options: {
   let deadlinesCarried = 0;
   let alreadyExpired = 0;
   const ids = await groupFilesIn(directory);
+  // Renewals a file-mode service journaled but had not yet folded into the deadlines files (a crash).
+  const journal = new Map<string, JournalRecord[]>();
+  for (const record of (await RenewalJournal.open(directory)).records) {
+    const list = journal.get(record.key);
+    if (list === undefined) journal.set(record.key, [record]);
+    else list.push(record);
+  }
   for (const id of ids) {
     const name = fileNameOf(id);
     let group: TargetGroup | undefined;
@@ -63,7 +71,7 @@ export async function importDirectory(options: {
       print(`empty      ${name}: registers nothing; nothing to import`);
       continue;
     }
-    deadlines = deadlinesOf(deadlines, group.targets);
+    deadlines = deadlinesOf(journaled(journal.get(keyOf(id)) ?? [], keyOf(id), deadlines), group.targets);
     const expired = group.targets.filter((target) => (deadlines.get(target) ?? Infinity) <= now);
     if (expired.length === group.targets.length) {
       counts.expired++;
@@ -187,4 +195,12 @@ function registersSomething(text: string, kind: Kind): boolean {
   } catch {
     return true;
   }
+}
+
+/** A group's deadlines with the journal's records replayed over them, as the service does at start. */
+function journaled(records: readonly JournalRecord[], key: string, deadlines: Deadlines): Deadlines {
+  if (records.length === 0) return deadlines;
+  const persisted = new Map([[key, new Map(deadlines)]]);
+  replay(records, persisted);
+  return persisted.get(key)!;
 }

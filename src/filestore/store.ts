@@ -4,7 +4,8 @@ import { DeadlinesTexts, parseDeadlines, serializeDeadlines } from "../directory
 import { Directory, whyNot, type DirectoryObserver, type FileRead } from "../directory/directory.js";
 import { parseGroupFile, serializeGroup } from "../directory/group-file.js";
 import { deadlinesFileNameOf, fileNameOf } from "../directory/naming.js";
-import { KeyTimers, type LaneJob, Lanes } from "../lanes.js";
+import { type LaneJob, Lanes } from "../lanes.js";
+import { COMPACT_AT_BYTES, JOURNAL_FILE, OLD_JOURNAL_FILE, RenewalJournal, replay, type JournalRecord } from "./journal.js";
 import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../rules/registration.js";
 import { deadlinesOf, idOfKey, keyOf, NO_DEADLINES, type Deadlines, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
@@ -38,13 +39,13 @@ type Job = LaneJob &
   (
     | { readonly kind: "mutation"; readonly id: GroupId; readonly mutation: Mutation; settle(outcome: Outcome | Error): void }
     | { readonly kind: "reload"; readonly id: GroupId; settle(): void }
-    | { readonly kind: "flush"; readonly id: GroupId; settle(): void }
+    | { readonly kind: "fold"; readonly id: GroupId; settle(written: boolean): void }
   );
 
-/** How long a flush may be late (a slow disk, a busy lane) before renewals take the durable path again. */
+/** How long a flush may be late (a slow disk) before renewals take the durable path again. */
 const FLUSH_MARGIN_MS = RENEWAL_FLUSH_MS;
-/** Waits before a failed flush is tried again. */
-const FLUSH_RETRY_MS = [1000, 2000, 5000, 10_000] as const;
+/** Groups taken into a flush before the event loop gets a turn. */
+const FLUSH_CHUNK = 64;
 type MutationJob = Job & { kind: "mutation" };
 
 /**
@@ -58,14 +59,22 @@ export class FileStore implements Store {
   private readonly entries = new Map<string, Entry>();
   /** Groups whose file is known not to hold what memory serves (an outside edit left it unreadable). */
   private readonly fileDiffers = new Set<string>();
-  /** What each group's deadlines file holds (as last loaded or written): a renewal is answered from memory only when these cover it. */
+  /**
+   * Each group's persisted deadlines: its deadlines file as last loaded or written, moved later by
+   * the renewals journal's records since. A renewal is answered from memory only when these cover it.
+   */
   private readonly onDisk = new Map<string, Deadlines>();
   private readonly deadlinesTexts = new DeadlinesTexts();
-  /** Groups whose memory holds renewals the deadlines file lacks, with when (performance.now()) the first of them was answered. */
+  /** Groups whose memory holds renewals not yet persisted, with when (performance.now()) the first of them was answered. */
   private readonly dirty = new Map<string, number>();
-  /** Groups whose last flush failed, with how many failures in a row: their renewals take the durable path until a write succeeds. */
-  private readonly flushFailures = new Map<string, number>();
-  private readonly flushTimers = new KeyTimers((key) => void this.flush(key));
+  /** Groups whose renewals could not be journaled: they take the durable path until a write of theirs or an append succeeds. */
+  private readonly flushFailures = new Set<string>();
+  /** The next flush of every dirty group into the journal, while one is due. */
+  private flushTimer: NodeJS.Timeout | undefined;
+  /** A fold of the journal into the deadlines files, while one runs. */
+  private folding: Promise<void> | undefined;
+  /** The last append to the journal failed (logged once until one works again). */
+  private journalFailing = false;
   private closed = false;
   private readonly lanes = new Lanes<Job>(
     (key, jobs) => this.runBatch(key, jobs),
@@ -74,6 +83,7 @@ export class FileStore implements Store {
 
   private constructor(
     readonly directory: Directory,
+    private readonly journal: RenewalJournal,
     private readonly logger: Logger,
     private readonly observer: StoreObserver,
     readonly now: () => number,
@@ -82,12 +92,44 @@ export class FileStore implements Store {
 
   /** Opens the directory (creating it if needed), removes crash leftovers and loads every managed file. */
   static async open({ directory, logger, observer = {}, now = Date.now, renewalSlackMs = RENEWAL_SLACK_MS }: StoreOptions): Promise<FileStore> {
-    const store = new FileStore(await Directory.open(directory, logger, observer), logger, observer, now, renewalSlackMs);
+    const opened = await Directory.open(directory, logger, observer);
+    const { journal, records, unreadable } = await RenewalJournal.open(opened.path);
+    const store = new FileStore(opened, journal, logger, observer, now, renewalSlackMs);
     const { groups, deadlines } = await store.directory.scan();
     for (const { id, read } of groups) store.accept(id, read, "load");
     for (const { id, read } of deadlines) store.acceptDeadlines(id, read);
+    if (records.length > 0 || unreadable > 0) await store.replay(records, unreadable);
+    store.restoreWithSlack();
     logger.info({ directory: store.directory.path, groups: store.entries.size }, "loaded file_sd directory");
     return store;
+  }
+
+  /**
+   * At start, after a crash (a clean stop leaves no journal): the journal's records over the
+   * deadlines files, written into them, then the journal goes.
+   */
+  private async replay(records: readonly JournalRecord[], unreadable: number): Promise<void> {
+    const persisted = new Map([...this.onDisk].map(([key, deadlines]) => [key, new Map(deadlines)]));
+    const moved = replay(records, persisted);
+    for (const key of moved) this.onDisk.set(key, persisted.get(key)!);
+    const written = await Promise.all([...moved].map((key) => this.writePersisted(key)));
+    if (written.includes(false)) throw new StoreError(`could not write the deadlines the renewals journal (${JOURNAL_FILE}) holds into their files; see the lines before`);
+    await this.journal.clear();
+    this.logger.info({ records: records.length, groups: moved.size, unreadableLines: unreadable }, "renewals journal replayed into the deadlines files");
+  }
+
+  /**
+   * Renewals answered from memory in the last moments before a crash may not have been
+   * persisted, but none moved a deadline more than RENEWAL_SLACK_MS past the persisted one
+   * (coveredBy): restoring every deadline that much later keeps each ttl a lower bound, and one
+   * that had surely passed is still past, applied by the expiry at start.
+   */
+  private restoreWithSlack(): void {
+    for (const [key, persisted] of this.onDisk) {
+      const entry = this.entries.get(key);
+      if (entry === undefined) continue;
+      this.entries.set(key, { ...entry, expires: new Map([...persisted].map(([target, deadline]) => [target, deadline + this.renewalSlackMs])) });
+    }
   }
 
   get(id: GroupId): TargetGroup | undefined {
@@ -126,28 +168,167 @@ export class FileStore implements Store {
     return this.lanes.idle();
   }
 
-  /** At shutdown: writes the deadlines of every group with renewals not yet on disk, then stops flushing. */
+  /**
+   * At shutdown: the renewals not yet persisted go into the journal, and the journal into the
+   * deadlines files, so that a directory left by a clean stop holds everything in its files.
+   */
   async close(): Promise<void> {
     await this.lanes.idle();
     this.closed = true;
-    this.flushTimers.stop();
-    await Promise.all([...this.dirty.keys()].map((key) => this.flush(key)));
+    clearTimeout(this.flushTimer);
+    await this.flushAll();
+    await this.folding;
+    const written = await Promise.all([...this.journal.groups()].map((key) => this.pushFold(key)));
     await this.lanes.idle();
+    if (written.includes(false)) {
+      this.logger.warn({ file: JOURNAL_FILE }, "could not write every deadlines file the renewals journal holds; it is replayed at the next start");
+      await this.journal.close();
+    } else {
+      await this.journal.clear();
+    }
   }
 
-  /** Writes a group's deadlines through its lane, if renewals answered from memory are not on disk yet. */
-  private flush(key: string): Promise<void> {
-    const id = idOfKey(key);
-    if (id === undefined || !this.dirty.has(key)) return Promise.resolve();
-    return new Promise((settle) => this.lanes.push(key, { kind: "flush", id, settle, fail: () => settle() }));
+  private scheduleFlush(): void {
+    if (this.flushTimer === undefined && !this.closed) this.flushTimer = setTimeout(() => void this.flushAll(), RENEWAL_FLUSH_MS);
   }
 
   /**
-   * The safety rule for renewals answered from memory: only while the group's
-   * deadlines file is being written on time (its last flush did not fail, and
-   * none is overdue) and only when the file's deadlines cover the renewal
-   * (coveredBy: a crash then loses nothing the restored deadlines do not
-   * keep). Otherwise the renewal is written before its answer, like any change.
+   * Every group's renewals answered from memory since the last flush, in one append to the
+   * journal: at most a second after the first of them, whatever the number of groups. Then each
+   * group's persisted deadlines are what memory held when they were taken, unless a write of the
+   * group changed them meanwhile (it persisted memory, renewals included). Taken a few groups at
+   * a time, so that requests are not held up for the whole fleet's.
+   */
+  private async flushAll(): Promise<void> {
+    this.flushTimer = undefined;
+    if (this.dirty.size === 0) return;
+    const captured = [...this.dirty];
+    this.dirty.clear();
+    const records: JournalRecord[] = [];
+    const taken: { key: string; expires: Deadlines; persisted: Deadlines }[] = [];
+    for (const [index, [key]] of captured.entries()) {
+      if (index > 0 && index % FLUSH_CHUNK === 0) await new Promise((resolve) => setImmediate(resolve));
+      const expires = this.entries.get(key)?.expires;
+      const persisted = this.onDisk.get(key);
+      if (expires === undefined || persisted === undefined) continue;
+      for (const [target, to] of expires) {
+        const from = persisted.get(target);
+        if (from !== undefined && to > from) records.push({ key, target, from, to });
+      }
+      taken.push({ key, expires, persisted });
+    }
+    if (records.length > 0) {
+      try {
+        await this.journal.append(records);
+      } catch (error) {
+        for (const [key, since] of captured) {
+          if (!this.dirty.has(key)) this.dirty.set(key, since);
+          this.flushFailures.add(key);
+        }
+        this.observer.writeFailed?.(JOURNAL_FILE);
+        if (!this.journalFailing) {
+          this.journalFailing = true;
+          this.logger.error(
+            { file: JOURNAL_FILE, err: error, groups: captured.length },
+            "could not append renewals to the journal; renewals of these groups are written before their answer until it works; retrying every second",
+          );
+        }
+        this.scheduleFlush();
+        return;
+      }
+    }
+    if (this.journalFailing) {
+      this.journalFailing = false;
+      this.logger.info({ file: JOURNAL_FILE }, "renewals journaled again; renewals are answered from memory again");
+    }
+    // Memory's deadlines are the persisted ones moved later by renewals (the same targets, none
+    // earlier), so what memory held is now exactly what is persisted: no copy needed.
+    for (const { key, expires, persisted } of taken) {
+      if (this.onDisk.get(key) === persisted) this.onDisk.set(key, expires);
+      this.flushFailures.delete(key);
+      this.observer.renewalFlushed?.();
+    }
+    if (this.journal.size > COMPACT_AT_BYTES && this.folding === undefined && !this.closed) {
+      this.folding = this.fold().finally(() => (this.folding = undefined));
+    }
+  }
+
+  /**
+   * A renewal memory cannot answer (it moves a deadline past the slack, or the group's renewals
+   * could not be journaled) is still only a move of deadlines: written before its answer as
+   * journal records, in one append with every other renewal waiting for one, rather than as a
+   * rewrite of the deadlines file. False when that is not possible (the journal fails, or a
+   * target has no persisted deadline to start from): the deadlines file is written instead.
+   */
+  private async journalRenewal(key: string, state: Registration): Promise<boolean> {
+    const persisted = this.onDisk.get(key);
+    if (this.closed || this.journalFailing || this.fileDiffers.has(key) || persisted === undefined) return false;
+    const records: JournalRecord[] = [];
+    for (const [target, to] of state.expires) {
+      const from = persisted.get(target);
+      if (from === undefined) return false;
+      if (to > from) records.push({ key, target, from, to });
+    }
+    try {
+      await this.journal.append(records);
+    } catch {
+      return false;
+    }
+    // The lane holds the group: nothing but a flush moved what is persisted meanwhile, and never past memory.
+    this.onDisk.set(key, state.expires);
+    this.dirty.delete(key);
+    this.flushFailures.delete(key);
+    return true;
+  }
+
+  /**
+   * Folds the journal into the deadlines files once it passed COMPACT_AT_BYTES: new appends go
+   * to a new file, each group of the old one has its persisted deadlines written through its
+   * lane, then the old file goes. A group that cannot be written keeps the old file for the next
+   * try; replaying it stays right (journal.ts).
+   */
+  private async fold(): Promise<void> {
+    try {
+      const keys = await this.journal.rotate();
+      const written = await Promise.all([...keys].map((key) => this.pushFold(key)));
+      if (written.includes(false)) {
+        this.logger.warn({ file: OLD_JOURNAL_FILE }, "could not write every deadlines file the renewals journal holds; kept, and tried again at the next fold");
+        return;
+      }
+      await this.journal.dropOld();
+    } catch (error) {
+      this.logger.error({ file: JOURNAL_FILE, err: error }, "could not fold the renewals journal into the deadlines files; tried again at the next fold");
+    }
+  }
+
+  private pushFold(key: string): Promise<boolean> {
+    const id = idOfKey(key);
+    if (id === undefined) return Promise.resolve(true);
+    return new Promise((settle) => this.lanes.push(key, { kind: "fold", id, settle, fail: () => settle(false) }));
+  }
+
+  /** Writes a group's persisted deadlines into its deadlines file (a fold); true when there was nothing to write. */
+  private async writePersisted(key: string): Promise<boolean> {
+    const id = idOfKey(key);
+    const entry = this.entries.get(key);
+    const persisted = this.onDisk.get(key);
+    // A group gone, or all of whose targets are permanent: its deadlines file is gone too, and the records of it no longer apply.
+    if (id === undefined || entry === undefined || persisted === undefined) return true;
+    const text = serializeDeadlines(persisted);
+    try {
+      const durability = await this.directory.replace(id, { group: entry.text, writeGroup: false, deadlinesWhile: text, deadlinesAfter: text });
+      return durability === undefined;
+    } catch (error) {
+      if (error instanceof StoreError) return false;
+      throw error;
+    }
+  }
+
+  /**
+   * The safety rule for renewals answered from memory: only while they are being journaled on
+   * time (the last append did not fail, and none is overdue) and only when the persisted
+   * deadlines cover the renewal (coveredBy: a crash then loses nothing the restored deadlines do
+   * not keep). Otherwise the renewal is written before its answer, like any change.
    */
   private answersFromMemory(key: string, state: Registration): boolean {
     if (this.closed || this.fileDiffers.has(key) || this.flushFailures.has(key)) return false;
@@ -240,12 +421,8 @@ export class FileStore implements Store {
       this.logger.warn({ file: name, reason: (error as Error).message }, "deadlines file cannot be used; the group's targets are treated as permanent");
       return;
     }
-    const persisted = deadlinesOf(expires, entry.group.targets);
-    this.onDisk.set(keyOf(id), persisted);
-    // Renewals answered from memory in the last moments before a crash are not in the file, but none moved a
-    // deadline more than RENEWAL_SLACK_MS past it (coveredBy): restoring every deadline that much later keeps
-    // each ttl a lower bound, and one that had surely passed is still past, applied by the expiry at start.
-    this.entries.set(keyOf(id), { ...entry, expires: new Map([...persisted].map(([target, deadline]) => [target, deadline + this.renewalSlackMs])) });
+    // Memory gets them once the journal is replayed over them (restoreWithSlack).
+    this.onDisk.set(keyOf(id), deadlinesOf(expires, entry.group.targets));
   }
 
   /**
@@ -262,8 +439,7 @@ export class FileStore implements Store {
       this.accept(id, this.directory.read(id), "outside change");
       for (const job of reloads) job.settle();
     }
-    const flushing = jobs.some((job) => job.kind === "flush") && this.dirty.has(key);
-    for (const job of jobs) if (job.kind === "flush") job.settle();
+    for (const job of jobs) if (job.kind === "fold") job.settle(await this.writePersisted(key));
     const accepted: { job: MutationJob; outcome: Outcome }[] = [];
     const entry = this.entries.get(key);
     const initial: Registration | undefined = entry === undefined ? undefined : { group: entry.group, expires: entry.expires };
@@ -279,46 +455,36 @@ export class FileStore implements Store {
         job.settle(error as Error);
       }
     }
-    const id = jobs[0]!.id;
-    if (accepted.length === 0 && !flushing) return;
-    // Every change left it as it was (an expiry with nothing due): nothing to write, unless renewals wait for their flush.
-    if (state === initial && !flushing) {
+    if (accepted.length === 0) return;
+    // Every change left it as it was (an expiry with nothing due): nothing to write.
+    if (state === initial) {
       for (const { job, outcome } of accepted) job.settle(outcome);
       return;
     }
-    const renewal = state !== initial && isRenewal(initial, state ?? null);
-    if (renewal && !flushing && this.answersFromMemory(key, state!)) {
-      // Answered from memory; the deadlines file follows within the flush interval, one write for every renewal until then.
+    const renewal = isRenewal(initial, state ?? null);
+    if (renewal && this.answersFromMemory(key, state!)) {
+      // Answered from memory; the journal has it within the flush interval, one append for every group's renewals until then.
       this.entries.set(key, { ...entry!, expires: state!.expires });
       if (!this.dirty.has(key)) this.dirty.set(key, performance.now());
-      this.flushTimers.schedule(key, RENEWAL_FLUSH_MS);
+      this.scheduleFlush();
       for (const { job, outcome } of accepted) {
         this.observer.renewal?.("memory");
         job.settle(outcome);
       }
       return;
     }
-    if (renewal) for (let i = 0; i < accepted.length; i++) this.observer.renewal?.("durable");
-    const flushed = this.dirty.has(key);
-    const written = await this.commit(id, state, accepted);
-    if (flushing || flushed) this.flushed(key, written);
-  }
-
-  /** After a write that carried renewals answered from memory: counted, or on failure logged once and tried again. */
-  private flushed(key: string, written: boolean): void {
-    const file = idOfKey(key) === undefined ? key : deadlinesFileNameOf(idOfKey(key)!);
-    if (written) {
-      this.observer.renewalFlushed?.();
-      if (this.flushFailures.delete(key)) this.logger.info({ file }, "deadlines written again; renewals are answered from memory again");
+    if (renewal && (await this.journalRenewal(key, state!))) {
+      this.entries.set(key, { ...entry!, expires: state!.expires });
+      for (const { job, outcome } of accepted) {
+        this.observer.renewal?.("durable");
+        job.settle(outcome);
+      }
       return;
     }
-    if (!this.dirty.has(key)) return;
-    const failures = (this.flushFailures.get(key) ?? 0) + 1;
-    this.flushFailures.set(key, failures);
-    if (failures === 1) {
-      this.logger.error({ file }, "could not write renewed deadlines; renewals of this group are written before their answer until it works; retrying");
-    }
-    this.flushTimers.schedule(key, FLUSH_RETRY_MS[Math.min(failures - 1, FLUSH_RETRY_MS.length - 1)]!);
+    if (renewal) for (let i = 0; i < accepted.length; i++) this.observer.renewal?.("durable");
+    const written = await this.commit(accepted[0]!.job.id, state, accepted);
+    // The write persisted memory, renewals included: a group whose renewals could not be journaled is answered from memory again.
+    if (written && this.flushFailures.delete(key)) this.logger.info({ file: deadlinesFileNameOf(accepted[0]!.job.id) }, "deadlines written; renewals of this group are answered from memory again");
   }
 
   /** Writes what the accepted changes led to (the directory's crash order), then swaps it in and answers them all. */

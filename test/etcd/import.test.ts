@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serializeGroup } from "../../src/directory/group-file.js";
+import { JOURNAL_FILE } from "../../src/filestore/journal.js";
 import { eventually, makeTempDir, removeDir, startTestService } from "../helpers.js";
 import { startEtcdCluster, type EtcdCluster } from "../support/etcd.js";
 
@@ -87,6 +88,11 @@ describe("node dist/import.js", () => {
       await writeFile(join(withDeadlines, "fleet@prod.expires"), JSON.stringify({ "soon:1": soon, "later:1": later, "gone:1": past }));
       await writeFile(join(withDeadlines, "old@prod.json"), serializeGroup(group("old", "prod", ["x:1"])));
       await writeFile(join(withDeadlines, "old@prod.expires"), JSON.stringify({ "x:1": past }));
+      // A file-mode service's journal of renewals not yet folded (a crash): later:1 was renewed; the record
+      // of soon:1 starts from a deadline the file no longer holds (a later change), so it does not apply.
+      const renewed = new Date(Date.parse(later) + 60_000).toISOString();
+      const journal = [["fleet@prod", ["later:1", Date.parse(later), Date.parse(renewed), "soon:1", Date.parse(soon) - 5, Date.parse(later)]]];
+      await writeFile(join(withDeadlines, JOURNAL_FILE), journal.map((line) => `${JSON.stringify(line)}\n`).join(""));
       const env = { ETCD_ENDPOINTS: cluster.endpoints.join(","), ETCD_PREFIX: ttlPrefix };
       const run = await runImport([withDeadlines], env);
       expect(run.stdout.trim().split("\n")).toEqual([
@@ -96,7 +102,7 @@ describe("node dist/import.js", () => {
       ]);
       expect(run.code).toBe(0);
       expect(JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${ttlPrefix}groups/fleet@prod`]))).toEqual([group("fleet", "prod", ["soon:1", "later:1", "kept:1"])]);
-      expect(JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${ttlPrefix}expires/fleet@prod`]))).toEqual({ "soon:1": soon, "later:1": later });
+      expect(JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${ttlPrefix}expires/fleet@prod`]))).toEqual({ "soon:1": soon, "later:1": renewed });
       expect(await cluster.etcdctl(["get", "--print-value-only", `${ttlPrefix}groups/old@prod`])).toBe("");
 
       // The deadlines hold in etcd mode: soon:1 goes at its deadline, the others stay.

@@ -2,6 +2,7 @@ import { watch } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { JOURNAL_FILE } from "../../src/filestore/journal.js";
 import { RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../../src/rules/registration.js";
 import { eventually, makeTempDir, removeDir, request, startTestService } from "../helpers.js";
 import { startChildService, type ChildService } from "../support/child-service.js";
@@ -39,9 +40,11 @@ describe("renewals in file mode", () => {
     return made;
   };
 
-  it("renewals at 25/s write a group's deadlines at most once per interval, and memory serves each renewal at once", async () => {
+  it("renewals at 25/s: one journal append per interval at most, no deadlines file written, and memory serves each renewal at once", async () => {
     const sd = await startTestService({ directory: await directory() });
     const renames = countRenamesOnto(sd.directory, "app@prod.expires");
+    const journalLines = async (): Promise<string[]> =>
+      (await readFile(join(sd.directory, JOURNAL_FILE), "utf8").catch(() => "")).split("\n").filter((line) => line !== "");
     try {
       expect((await sd.request("POST", "/app/prod?ttl=1h", { body: "targets=a:1,b:1" })).status).toBe(200);
       expect((await sd.request("POST", "/other/prod?ttl=1h", { body: "targets=c:1" })).status).toBe(200);
@@ -63,27 +66,63 @@ describe("renewals in file mode", () => {
         await sleep(40);
       }
       const elapsed = Date.now() - started;
-      // The last interval's flush lands (and is seen) within an interval and a bit.
+      // The last interval's flush lands within an interval and a bit.
       await sleep(RENEWAL_FLUSH_MS + 500);
-      const writes = renames.count() - before;
-      // One write per interval that had renewals, plus one for the interval cut at each end.
+      // One line per group and append: one per interval that had renewals, plus one for the interval cut at each end.
+      const appends = await journalLines();
       const allowed = Math.ceil((elapsed + RENEWAL_FLUSH_MS + 500) / RENEWAL_FLUSH_MS) + 1;
-      console.log(`file mode: ${renewals} renewals of one group in ${elapsed} ms, ${writes} writes of its deadlines file (at most ${allowed} allowed)`);
+      console.log(`file mode: ${renewals} renewals of one group in ${elapsed} ms, ${appends.length} journal appends (at most ${allowed} allowed), ${renames.count() - before} deadlines file writes`);
       expect(renewals).toBeGreaterThan(50);
-      expect(writes).toBeGreaterThanOrEqual(1);
-      expect(writes).toBeLessThanOrEqual(allowed);
-      // After the last flush, the file holds what memory serves.
+      expect(appends.length).toBeGreaterThanOrEqual(1);
+      expect(appends.length).toBeLessThanOrEqual(allowed);
+      expect(renames.count() - before).toBe(0);
+      // The journal's last record of each target is the deadline memory serves.
       const index = ((await sd.request("GET", "/")).body as { groups: IndexLine[] }).groups.find((l) => l.application === "app")!;
-      expect(JSON.parse(await readFile(join(sd.directory, "app@prod.expires"), "utf8"))).toEqual(index.expires);
+      const journaled = new Map<string, string>();
+      for (const line of appends) {
+        const [key, flat] = JSON.parse(line) as [string, (string | number)[]];
+        expect(key).toBe("app@prod");
+        for (let i = 0; i < flat.length; i += 3) journaled.set(flat[i] as string, new Date(flat[i + 2] as number).toISOString());
+      }
+      expect(Object.fromEntries(journaled)).toEqual(index.expires);
       const text = await (await fetch(`${sd.url}/metrics`)).text();
       expect(metric(text, 'file_sd_renewals_total{mode="memory"}')).toBe(renewals);
       expect(metric(text, "file_sd_renewal_flushes_total")).toBeGreaterThanOrEqual(1);
       expect(metric(text, "file_sd_renewal_flushes_total")).toBeLessThanOrEqual(allowed);
+      // A clean stop folds the journal into the deadlines file, and the journal goes.
+      await sd.close();
+      expect(JSON.parse(await readFile(join(sd.directory, "app@prod.expires"), "utf8"))).toEqual(index.expires);
+      expect(await journalLines()).toEqual([]);
     } finally {
       renames.close();
       await sd.close();
     }
   }, 20_000);
+
+  it("a renewal that moves a deadline past the slack is journaled before its 200, not written as a deadlines file", async () => {
+    const sd = await startTestService({ directory: await directory() });
+    const renames = countRenamesOnto(sd.directory, "app@prod.expires");
+    try {
+      expect((await sd.request("POST", "/app/prod?ttl=1h", { body: "targets=a:1,b:1" })).status).toBe(200);
+      await eventually(() => renames.count() >= 1, 2000, "the first deadlines write to be seen");
+      // The slack is 2 s: a renewal 2.5 s later moves a:1's deadline further than memory may answer for.
+      await sleep(RENEWAL_SLACK_MS + 500);
+      const before = renames.count();
+      expect((await sd.request("POST", "/app/prod?ttl=1h", { body: "targets=a:1" })).status).toBe(200);
+      const served = ((await sd.request("GET", "/")).body as { groups: IndexLine[] }).groups[0]!.expires!["a:1"]!;
+      // Right after the answer, before any flush: the journal already holds it.
+      const [line] = (await readFile(join(sd.directory, JOURNAL_FILE), "utf8")).split("\n");
+      const [key, flat] = JSON.parse(line!) as [string, (string | number)[]];
+      expect([key, flat[0], new Date(flat[2] as number).toISOString()]).toEqual(["app@prod", "a:1", served]);
+      const text = await (await fetch(`${sd.url}/metrics`)).text();
+      expect(metric(text, 'file_sd_renewals_total{mode="durable"}')).toBe(1);
+      await sleep(200);
+      expect(renames.count() - before).toBe(0);
+    } finally {
+      renames.close();
+      await sd.close();
+    }
+  });
 
   it("a renewal that adds a target, or changes a label, is on disk before its 200; a stop writes what renewals left in memory", async () => {
     const dir = await directory();
@@ -175,6 +214,44 @@ describe("renewals in file mode", () => {
       await child?.stop();
     }
   };
+
+  it("after a SIGKILL the journal's renewals never outlive a later change: a target made permanent stays so, one registered again keeps its new ttl", async () => {
+    const dir = await directory();
+    let child: ChildService | undefined = await startChildService({ directory: dir, env: { LOGLEVEL: "info" } });
+    try {
+      const url = child.url;
+      const ok = async (method: string, path: string, body: string): Promise<void> => {
+        const answer = await request(url, method, path, { body });
+        expect(answer.status, `${method} ${path} ${body}`).toBe(200);
+      };
+      await ok("POST", "/app/prod?ttl=1h", "targets=a:1,b:1");
+      await ok("POST", "/app/short?ttl=1h", "targets=x:1,y:1");
+      for (let i = 0; i < 5; i++) {
+        await sleep(20);
+        await ok("POST", "/app/prod?ttl=1h", "targets=a:1");
+        await ok("POST", "/app/short?ttl=1h", "targets=x:1");
+      }
+      // The renewals are journaled, not in the deadlines files.
+      await eventually(async () => (await readFile(join(dir, JOURNAL_FILE), "utf8").catch(() => "")).includes('"app@short"'), 3000, "the renewals in the journal");
+      // Then changes the journal's records must not undo: both targets of app/prod permanent; x:1 gone and back with 5 s.
+      await ok("PUT", "/app/prod", "targets=a:1,b:1");
+      await ok("DELETE", "/app/short", "targets=x:1");
+      await ok("POST", "/app/short?ttl=5s", "targets=x:1");
+      const registeredAgain = Date.now();
+      child.signal("SIGKILL");
+      await child.exited;
+      child = await startChildService({ directory: dir, env: { LOGLEVEL: "info" } });
+      const groups = ((await request(child.url, "GET", "/")).body as { groups: IndexLine[] }).groups;
+      expect(groups.find((line) => line.environment === "prod")?.expires).toBeUndefined();
+      const x = Date.parse(groups.find((line) => line.environment === "short")!.expires!["x:1"]!);
+      expect(x).toBeGreaterThanOrEqual(registeredAgain + 5000 - 1000);
+      expect(x).toBeLessThanOrEqual(registeredAgain + 5000 + RENEWAL_SLACK_MS + 1000);
+      // The journal was folded into the deadlines files at start, and went.
+      expect(await readFile(join(dir, JOURNAL_FILE), "utf8").catch((error: NodeJS.ErrnoException) => error.code)).toBe("ENOENT");
+    } finally {
+      await child?.stop();
+    }
+  }, 30_000);
 
   it("SIGKILL under renewals: no renewed target goes before ttl after its last acknowledged renewal, and one no longer renewed goes within ttl + slack + 2 s", async () => {
     // The slow renewers move their deadline 2.5 s at a time, more than the 2 s slack: written before their answer.

@@ -6,6 +6,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDeadlines } from "../../src/directory/deadlines-file.js";
 import { parseGroupFile } from "../../src/directory/group-file.js";
+import { JOURNAL_FILE, OLD_JOURNAL_FILE } from "../../src/filestore/journal.js";
 import { filesIn, makeTempDir, removeDir } from "../helpers.js";
 import { startChildService, type ChildService } from "../support/child-service.js";
 
@@ -340,6 +341,16 @@ async function directoryProblems(parent: string, directory: string, url: string)
   const beside = (await readdir(parent)).filter((name) => join(parent, name) !== directory);
   if (beside.length > 0) problems.push(`written outside the directory: ${beside.join(", ")}`);
   for (const name of await filesIn(directory)) {
+    if (name === JOURNAL_FILE || name === OLD_JOURNAL_FILE) {
+      // The renewals journal: every line a group's key and its records (target, from, to).
+      const text = await readFile(join(directory, name), "utf8").catch((error: NodeJS.ErrnoException) => (error.code === "ENOENT" ? "" : Promise.reject(error)));
+      for (const line of text.split("\n").filter((part) => part !== "")) {
+        const parsed = JSON.parse(line) as unknown;
+        const valid = Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === "string" && Array.isArray(parsed[1]) && (parsed[1] as unknown[]).length % 3 === 0;
+        if (!valid) problems.push(`${name} holds a line that is not a journal record: ${line.slice(0, 100)}`);
+      }
+      continue;
+    }
     if (DEADLINES_FILE.test(name)) {
       // Gone since the listing, as the group file may be: its group expired, or its targets became permanent.
       const text = await readFile(join(directory, name), "utf8").catch((error: NodeJS.ErrnoException) => (error.code === "ENOENT" ? undefined : Promise.reject(error)));
