@@ -1,7 +1,9 @@
-import { open, readFile, rename, type FileHandle } from "node:fs/promises";
+import { constants } from "node:fs";
+import { lstat, open, readFile, rename, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { DirectorySync } from "../directory/directory-sync.js";
 import { removeIfPresent } from "../directory/directory.js";
+import { StoreError } from "../errors.js";
 
 /**
  * File mode's journal of renewals answered from memory (docs/heartbeats.md): every second, one
@@ -13,10 +15,12 @@ import { removeIfPresent } from "../directory/directory.js";
  * At start the records are replayed in order over the deadlines files, each only where the
  * deadline is still exactly `from`. That makes every record safe to replay whatever happened
  * after it: a later change of the group writes the group's deadlines file, which then holds
- * another value (the renewal itself, or a target made permanent, removed or registered again),
- * so the records written before it no longer apply, and those written after it chain from it.
- * No ordering between the journal and the files is needed, and a torn last line is only a
- * renewal that was not yet acknowledged as persisted.
+ * another value (the renewal itself, or a target made permanent, removed, or registered again
+ * with a deadline computed anew, which would have to fall on the same millisecond), so the
+ * records written before it no longer apply, and those written after it chain from it. No
+ * ordering between the journal and the files is needed. Records of one group are only written
+ * from its lane, each chained from what is durable, so a record never starts from one that
+ * could still be lost; a torn last line is a renewal whose append had not been acknowledged.
  */
 
 export interface JournalRecord {
@@ -39,9 +43,11 @@ export class RenewalJournal {
   /** Appends, rotations and removals, one at a time, in order. */
   private queue: Promise<unknown> = Promise.resolve();
   private bytes = 0;
-  /** Groups with records in the current file: the ones a compaction must write. */
+  /** The file may end in the middle of a line (a failed write, a crash): the next write starts a new one. */
+  private torn = false;
+  /** Groups with records in the current file: the ones a fold must write. */
   private touched = new Set<string>();
-  /** Groups with records in the old file, while there is one (a compaction not finished). */
+  /** Groups with records in the old file, while there is one (a fold not finished). */
   private oldTouched: ReadonlySet<string> | undefined;
   /** The append that has not started writing yet: what is appended meanwhile joins it. */
   private gathering: Batch | undefined;
@@ -51,17 +57,30 @@ export class RenewalJournal {
     this.sync = new DirectorySync(directory);
   }
 
-  /** The records of both files (the old one first), in the order they were written, and the journal to append to. */
+  /**
+   * The records of both files (the old one first), in the order they were written, and the
+   * journal to append to. Throws a StoreError when a journal's name holds something other than a
+   * regular file (a FIFO would block the start, a symbolic link would write elsewhere).
+   */
   static async open(directory: string): Promise<{ journal: RenewalJournal; records: JournalRecord[]; unreadable: number }> {
     const journal = new RenewalJournal(directory);
     const records: JournalRecord[] = [];
     let unreadable = 0;
     for (const name of [OLD_JOURNAL_FILE, JOURNAL_FILE]) {
-      const text = await readFile(join(directory, name), "utf8").catch((error: NodeJS.ErrnoException) => {
-        if (error.code === "ENOENT") return "";
-        throw error;
-      });
+      const path = join(directory, name);
+      const found = await lstat(path).catch((error: NodeJS.ErrnoException) => (error.code === "ENOENT" ? undefined : Promise.reject(error)));
+      if (found === undefined) continue;
+      if (!found.isFile()) throw new StoreError(`${path} is not a regular file; it is the service's journal of renewals: move it away`);
+      const text = await readFile(path, "utf8");
+      const from = records.length;
       unreadable += parseInto(text, records);
+      const keys = new Set(records.slice(from).map(({ key }) => key));
+      if (name === OLD_JOURNAL_FILE) journal.oldTouched = keys;
+      else {
+        journal.touched = keys;
+        journal.bytes = Buffer.byteLength(text);
+        journal.torn = text !== "" && !text.endsWith("\n");
+      }
     }
     return { journal, records, unreadable };
   }
@@ -73,7 +92,9 @@ export class RenewalJournal {
 
   /**
    * Resolves once `records` are durable. Records appended while a write is under way go together
-   * in the next one: one write and one fdatasync for all of them (group commit).
+   * in the next one: one write and one fdatasync for all of them (group commit). Rejects when
+   * that write failed; its bytes may be in the file all the same, so the caller must not chain
+   * records from these ones (src/filestore/store.ts writes the group's deadlines file instead).
    */
   append(records: readonly JournalRecord[]): Promise<void> {
     let batch = this.gathering;
@@ -93,23 +114,40 @@ export class RenewalJournal {
   }
 
   private async write(text: string): Promise<void> {
-    this.handle ??= await open(join(this.directory, JOURNAL_FILE), "a", 0o644);
+    const line = this.torn ? `\n${text}` : text;
     try {
-      await this.handle.write(text);
+      this.handle ??= await this.openForAppend();
+      await this.handle.appendFile(line);
       await this.handle.datasync();
     } catch (error) {
       // Opened afresh for the next append: a handle that failed may stay failed.
-      await this.handle.close().catch(() => undefined);
+      await this.handle?.close().catch(() => undefined);
       this.handle = undefined;
+      this.torn = true;
       throw error;
     }
-    this.bytes += Buffer.byteLength(text);
+    this.torn = false;
+    this.bytes += Buffer.byteLength(line);
+  }
+
+  /** Never follows a link nor waits for a FIFO's reader; the new name is made durable before the first record counts. */
+  private async openForAppend(): Promise<FileHandle> {
+    const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = constants;
+    const handle = await open(join(this.directory, JOURNAL_FILE), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o644);
+    try {
+      if (!(await handle.stat()).isFile()) throw new Error(`${JOURNAL_FILE} is not a regular file`);
+      await this.sync.sync();
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      throw error;
+    }
+    return handle;
   }
 
   /**
-   * Starts a compaction: the current file becomes the old one and new appends go to a new file;
-   * resolves with the groups whose deadlines files must be written before `dropOld`. When an old
-   * file is still there (a compaction that did not finish), its groups again, and no rotation.
+   * Starts a fold: the current file becomes the old one and new appends go to a new file;
+   * resolves with the groups whose deadlines files must be written before `dropOld`. While an
+   * old file is still there (a fold that did not finish), its groups again, and no rotation.
    */
   rotate(): Promise<ReadonlySet<string>> {
     return this.serially(async () => {
@@ -117,13 +155,15 @@ export class RenewalJournal {
       await this.handle?.close();
       this.handle = undefined;
       await rename(join(this.directory, JOURNAL_FILE), join(this.directory, OLD_JOURNAL_FILE)).catch((error: NodeJS.ErrnoException) => {
-        // Removed by someone else: nothing of it left to fold (its records were persisted in memory only).
+        // Removed by someone else: nothing of it is left to fold.
         if (error.code !== "ENOENT") throw error;
       });
-      await this.sync.sync();
+      // The old file exists from here on, whatever the directory fsync says: never rename onto it.
       this.oldTouched = this.touched;
       this.touched = new Set();
       this.bytes = 0;
+      this.torn = false;
+      await this.sync.sync();
       return this.oldTouched;
     });
   }
@@ -132,8 +172,8 @@ export class RenewalJournal {
   dropOld(): Promise<void> {
     return this.serially(async () => {
       await removeIfPresent(join(this.directory, OLD_JOURNAL_FILE));
-      await this.sync.sync();
       this.oldTouched = undefined;
+      await this.sync.sync();
     });
   }
 
@@ -149,10 +189,11 @@ export class RenewalJournal {
       this.handle = undefined;
       await removeIfPresent(join(this.directory, OLD_JOURNAL_FILE));
       await removeIfPresent(join(this.directory, JOURNAL_FILE));
-      await this.sync.sync();
       this.touched = new Set();
       this.oldTouched = undefined;
       this.bytes = 0;
+      this.torn = false;
+      await this.sync.sync();
     });
   }
 
@@ -214,7 +255,8 @@ function parseLine(line: string): JournalRecord[] | undefined {
   const records: JournalRecord[] = [];
   for (let i = 0; i < flat.length; i += 3) {
     const [target, from, to] = [flat[i], flat[i + 1], flat[i + 2]];
-    if (typeof target !== "string" || !Number.isSafeInteger(from) || !Number.isSafeInteger(to)) return undefined;
+    // A record only ever moves a deadline later.
+    if (typeof target !== "string" || !Number.isSafeInteger(from) || !Number.isSafeInteger(to) || (to as number) < (from as number)) return undefined;
     records.push({ key, target, from: from as number, to: to as number });
   }
   return records;

@@ -40,12 +40,17 @@ type Job = LaneJob &
     | { readonly kind: "mutation"; readonly id: GroupId; readonly mutation: Mutation; settle(outcome: Outcome | Error): void }
     | { readonly kind: "reload"; readonly id: GroupId; settle(): void }
     | { readonly kind: "fold"; readonly id: GroupId; settle(written: boolean): void }
+    | { readonly kind: "flush"; readonly id: GroupId; settle(): void }
   );
 
 /** How long a flush may be late (a slow disk) before renewals take the durable path again. */
 const FLUSH_MARGIN_MS = RENEWAL_FLUSH_MS;
 /** Groups taken into a flush before the event loop gets a turn. */
 const FLUSH_CHUNK = 64;
+/** A group whose renewals could not be journaled has its deadlines file written instead, tried again this often. */
+const FAILED_FLUSH_RETRY_MS = 10_000;
+/** After a fold that could not write every group, the next one waits this long. */
+const FOLD_RETRY_MS = 60_000;
 type MutationJob = Job & { kind: "mutation" };
 
 /**
@@ -67,12 +72,20 @@ export class FileStore implements Store {
   private readonly deadlinesTexts = new DeadlinesTexts();
   /** Groups whose memory holds renewals not yet persisted, with when (performance.now()) the first of them was answered. */
   private readonly dirty = new Map<string, number>();
-  /** Groups whose renewals could not be journaled: they take the durable path until a write of theirs or an append succeeds. */
-  private readonly flushFailures = new Set<string>();
+  /**
+   * Groups whose records could not be journaled, with when (performance.now()) their deadlines
+   * file may be tried next: the failed append's bytes may be in the journal all the same, so no
+   * record of theirs may chain from it. Their renewals are written to the deadlines file, before
+   * the answer, until one such write succeeds.
+   */
+  private readonly flushFailures = new Map<string, number>();
   /** The next flush of every dirty group into the journal, while one is due. */
   private flushTimer: NodeJS.Timeout | undefined;
-  /** A fold of the journal into the deadlines files, while one runs. */
+  /** The flush under way, which a stop waits for. */
+  private flushing: Promise<void> | undefined;
+  /** A fold of the journal into the deadlines files, while one runs, and when the next may start. */
   private folding: Promise<void> | undefined;
+  private nextFoldAt = 0;
   /** The last append to the journal failed (logged once until one works again). */
   private journalFailing = false;
   private closed = false;
@@ -113,7 +126,11 @@ export class FileStore implements Store {
     const moved = replay(records, persisted);
     for (const key of moved) this.onDisk.set(key, persisted.get(key)!);
     const written = await Promise.all([...moved].map((key) => this.writePersisted(key)));
-    if (written.includes(false)) throw new StoreError(`could not write the deadlines the renewals journal (${JOURNAL_FILE}) holds into their files; see the lines before`);
+    if (written.includes(false)) {
+      // Kept: the records replayed stay right to replay again, and new ones chain from what they gave.
+      this.logger.warn({ file: JOURNAL_FILE, records: records.length, groups: moved.size }, "renewals journal replayed, but not every deadlines file could be written; the journal is kept and folded later");
+      return;
+    }
     await this.journal.clear();
     this.logger.info({ records: records.length, groups: moved.size, unreadableLines: unreadable }, "renewals journal replayed into the deadlines files");
   }
@@ -176,7 +193,9 @@ export class FileStore implements Store {
     await this.lanes.idle();
     this.closed = true;
     clearTimeout(this.flushTimer);
-    await this.flushAll();
+    this.flushTimer = undefined;
+    await this.flushing;
+    await this.flushAll(true);
     await this.folding;
     const written = await Promise.all([...this.journal.groups()].map((key) => this.pushFold(key)));
     await this.lanes.idle();
@@ -189,68 +208,99 @@ export class FileStore implements Store {
   }
 
   private scheduleFlush(): void {
-    if (this.flushTimer === undefined && !this.closed) this.flushTimer = setTimeout(() => void this.flushAll(), RENEWAL_FLUSH_MS);
+    if (this.flushTimer !== undefined || this.closed) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      const run = this.flushAll(false).finally(() => {
+        if (this.flushing === run) this.flushing = undefined;
+      });
+      this.flushing = run;
+    }, RENEWAL_FLUSH_MS);
+    this.flushTimer.unref();
   }
 
   /**
-   * Every group's renewals answered from memory since the last flush, in one append to the
-   * journal: at most a second after the first of them, whatever the number of groups. Then each
-   * group's persisted deadlines are what memory held when they were taken, unless a write of the
-   * group changed them meanwhile (it persisted memory, renewals included). Taken a few groups at
-   * a time, so that requests are not held up for the whole fleet's.
+   * Every group's renewals answered from memory since the last flush, persisted at most a second
+   * after the first of them: each group's records taken in its lane, all of them going into the
+   * journal together (group commit: a write and an fdatasync per chunk of groups, not per
+   * group). A few groups at a time, so that requests are not held up for the whole fleet's.
+   * `all`: at a stop, failed groups too, without waiting for their retry.
    */
-  private async flushAll(): Promise<void> {
-    this.flushTimer = undefined;
-    if (this.dirty.size === 0) return;
-    const captured = [...this.dirty];
-    this.dirty.clear();
-    const records: JournalRecord[] = [];
-    const taken: { key: string; expires: Deadlines; persisted: Deadlines }[] = [];
-    for (const [index, [key]] of captured.entries()) {
+  private async flushAll(all: boolean): Promise<void> {
+    const now = performance.now();
+    const keys = [...this.dirty.keys()].filter((key) => all || (this.flushFailures.get(key) ?? 0) <= now);
+    const flushes: Promise<void>[] = [];
+    for (const [index, key] of keys.entries()) {
       if (index > 0 && index % FLUSH_CHUNK === 0) await new Promise((resolve) => setImmediate(resolve));
-      const expires = this.entries.get(key)?.expires;
-      const persisted = this.onDisk.get(key);
-      if (expires === undefined || persisted === undefined) continue;
-      for (const [target, to] of expires) {
-        const from = persisted.get(target);
-        if (from !== undefined && to > from) records.push({ key, target, from, to });
-      }
-      taken.push({ key, expires, persisted });
+      const id = idOfKey(key);
+      if (id !== undefined) flushes.push(new Promise((settle) => this.lanes.push(key, { kind: "flush", id, settle, fail: () => settle() })));
     }
-    if (records.length > 0) {
-      try {
-        await this.journal.append(records);
-      } catch (error) {
-        for (const [key, since] of captured) {
-          if (!this.dirty.has(key)) this.dirty.set(key, since);
-          this.flushFailures.add(key);
-        }
-        this.observer.writeFailed?.(JOURNAL_FILE);
-        if (!this.journalFailing) {
-          this.journalFailing = true;
-          this.logger.error(
-            { file: JOURNAL_FILE, err: error, groups: captured.length },
-            "could not append renewals to the journal; renewals of these groups are written before their answer until it works; retrying every second",
-          );
-        }
-        this.scheduleFlush();
-        return;
-      }
-    }
-    if (this.journalFailing) {
-      this.journalFailing = false;
-      this.logger.info({ file: JOURNAL_FILE }, "renewals journaled again; renewals are answered from memory again");
-    }
-    // Memory's deadlines are the persisted ones moved later by renewals (the same targets, none
-    // earlier), so what memory held is now exactly what is persisted: no copy needed.
-    for (const { key, expires, persisted } of taken) {
-      if (this.onDisk.get(key) === persisted) this.onDisk.set(key, expires);
-      this.flushFailures.delete(key);
-      this.observer.renewalFlushed?.();
-    }
-    if (this.journal.size > COMPACT_AT_BYTES && this.folding === undefined && !this.closed) {
+    await Promise.all(flushes);
+    if (this.dirty.size > 0) this.scheduleFlush();
+    if (this.journal.size > COMPACT_AT_BYTES && this.folding === undefined && !this.closed && performance.now() >= this.nextFoldAt) {
       this.folding = this.fold().finally(() => (this.folding = undefined));
     }
+  }
+
+  /**
+   * In the group's lane: its renewals answered from memory, as journal records chained from what
+   * is persisted (nothing else of the group can be in flight: its lane is here). A group whose
+   * records could not be journaled before has its deadlines file written instead.
+   */
+  private async flushGroup(key: string, id: GroupId): Promise<void> {
+    const since = this.dirty.get(key);
+    const entry = this.entries.get(key);
+    const persisted = this.onDisk.get(key);
+    if (since === undefined) return;
+    if (entry === undefined || persisted === undefined) {
+      this.dirty.delete(key);
+      return;
+    }
+    if (this.flushFailures.has(key)) {
+      if (await this.commit(id, { group: entry.group, expires: entry.expires }, [])) this.recovered(key, id);
+      else this.flushFailures.set(key, performance.now() + FAILED_FLUSH_RETRY_MS);
+      return;
+    }
+    const records = recordsOf(key, entry.expires, persisted);
+    this.dirty.delete(key);
+    try {
+      if (records !== undefined && records.length > 0) await this.journal.append(records);
+    } catch (error) {
+      this.dirty.set(key, since);
+      this.journalFailed(key, error);
+      return;
+    }
+    if (records === undefined) {
+      // A target without a persisted deadline cannot be journaled (a record starts from one): the deadlines file then.
+      this.dirty.set(key, since);
+      this.flushFailures.set(key, 0);
+      return;
+    }
+    this.journalWorks();
+    this.onDisk.set(key, entry.expires);
+    this.observer.renewalFlushed?.();
+  }
+
+  private journalFailed(key: string, error: unknown): void {
+    this.flushFailures.set(key, 0);
+    this.observer.writeFailed?.(JOURNAL_FILE);
+    if (this.journalFailing) return;
+    this.journalFailing = true;
+    this.logger.error(
+      { file: JOURNAL_FILE, err: error },
+      "could not append renewals to the journal; the renewals of the groups concerned are written to their deadlines files before their answer; tried again every second",
+    );
+  }
+
+  private journalWorks(): void {
+    if (!this.journalFailing) return;
+    this.journalFailing = false;
+    this.logger.info({ file: JOURNAL_FILE }, "renewals journaled again");
+  }
+
+  /** A write of a group whose records could not be journaled persisted its memory: it is journaled again from here. */
+  private recovered(key: string, id: GroupId): void {
+    if (this.flushFailures.delete(key)) this.logger.info({ file: deadlinesFileNameOf(id) }, "deadlines written; renewals of this group are answered from memory again");
   }
 
   /**
@@ -262,22 +312,19 @@ export class FileStore implements Store {
    */
   private async journalRenewal(key: string, state: Registration): Promise<boolean> {
     const persisted = this.onDisk.get(key);
-    if (this.closed || this.journalFailing || this.fileDiffers.has(key) || persisted === undefined) return false;
-    const records: JournalRecord[] = [];
-    for (const [target, to] of state.expires) {
-      const from = persisted.get(target);
-      if (from === undefined) return false;
-      if (to > from) records.push({ key, target, from, to });
-    }
+    if (this.closed || this.journalFailing || this.fileDiffers.has(key) || this.flushFailures.has(key) || persisted === undefined) return false;
+    const records = recordsOf(key, state.expires, persisted);
+    if (records === undefined) return false;
     try {
       await this.journal.append(records);
-    } catch {
+    } catch (error) {
+      this.journalFailed(key, error);
       return false;
     }
-    // The lane holds the group: nothing but a flush moved what is persisted meanwhile, and never past memory.
+    this.journalWorks();
+    // The lane holds the group: what is persisted is now memory's renewals and this one.
     this.onDisk.set(key, state.expires);
     this.dirty.delete(key);
-    this.flushFailures.delete(key);
     return true;
   }
 
@@ -292,12 +339,14 @@ export class FileStore implements Store {
       const keys = await this.journal.rotate();
       const written = await Promise.all([...keys].map((key) => this.pushFold(key)));
       if (written.includes(false)) {
-        this.logger.warn({ file: OLD_JOURNAL_FILE }, "could not write every deadlines file the renewals journal holds; kept, and tried again at the next fold");
+        this.nextFoldAt = performance.now() + FOLD_RETRY_MS;
+        this.logger.warn({ file: OLD_JOURNAL_FILE }, "could not write every deadlines file the renewals journal holds; kept, and tried again in a minute");
         return;
       }
       await this.journal.dropOld();
     } catch (error) {
-      this.logger.error({ file: JOURNAL_FILE, err: error }, "could not fold the renewals journal into the deadlines files; tried again at the next fold");
+      this.nextFoldAt = performance.now() + FOLD_RETRY_MS;
+      this.logger.error({ file: JOURNAL_FILE, err: error }, "could not fold the renewals journal into the deadlines files; tried again in a minute");
     }
   }
 
@@ -314,7 +363,7 @@ export class FileStore implements Store {
     const persisted = this.onDisk.get(key);
     // A group gone, or all of whose targets are permanent: its deadlines file is gone too, and the records of it no longer apply.
     if (id === undefined || entry === undefined || persisted === undefined) return true;
-    const text = serializeDeadlines(persisted);
+    const text = serializeDeadlines(deadlinesOf(persisted, entry.group.targets));
     try {
       const durability = await this.directory.replace(id, { group: entry.text, writeGroup: false, deadlinesWhile: text, deadlinesAfter: text });
       return durability === undefined;
@@ -440,6 +489,9 @@ export class FileStore implements Store {
       for (const job of reloads) job.settle();
     }
     for (const job of jobs) if (job.kind === "fold") job.settle(await this.writePersisted(key));
+    const flush = jobs.find((job) => job.kind === "flush");
+    if (flush !== undefined) await this.flushGroup(key, flush.id);
+    for (const job of jobs) if (job.kind === "flush") job.settle();
     const accepted: { job: MutationJob; outcome: Outcome }[] = [];
     const entry = this.entries.get(key);
     const initial: Registration | undefined = entry === undefined ? undefined : { group: entry.group, expires: entry.expires };
@@ -484,7 +536,7 @@ export class FileStore implements Store {
     if (renewal) for (let i = 0; i < accepted.length; i++) this.observer.renewal?.("durable");
     const written = await this.commit(accepted[0]!.job.id, state, accepted);
     // The write persisted memory, renewals included: a group whose renewals could not be journaled is answered from memory again.
-    if (written && this.flushFailures.delete(key)) this.logger.info({ file: deadlinesFileNameOf(accepted[0]!.job.id) }, "deadlines written; renewals of this group are answered from memory again");
+    if (written) this.recovered(key, accepted[0]!.job.id);
   }
 
   /** Writes what the accepted changes led to (the directory's crash order), then swaps it in and answers them all. */
@@ -546,4 +598,18 @@ export class FileStore implements Store {
     for (const { job, outcome } of accepted) job.settle(outcome);
     return true;
   }
+}
+
+/**
+ * The journal records that bring `persisted` to `expires` (memory, which only moved deadlines
+ * later); undefined when a target has no persisted deadline to start from.
+ */
+function recordsOf(key: string, expires: Deadlines, persisted: Deadlines): JournalRecord[] | undefined {
+  const records: JournalRecord[] = [];
+  for (const [target, to] of expires) {
+    const from = persisted.get(target);
+    if (from === undefined) return undefined;
+    if (to > from) records.push({ key, target, from, to });
+  }
+  return records;
 }

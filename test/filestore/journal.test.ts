@@ -1,13 +1,20 @@
+import { execFile } from "node:child_process";
 import { appendFile, readdir } from "node:fs/promises";
+import { promisify } from "node:util";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { JOURNAL_FILE, OLD_JOURNAL_FILE, RenewalJournal, replay, type JournalRecord } from "../../src/filestore/journal.js";
 import { makeTempDir, removeDir } from "../helpers.js";
 
+const execFileAsync = promisify(execFile);
+
 // Names a plain object would mistake for its own, and random ones (quotes, backslashes, newlines).
 const name = fc.oneof(fc.constantFrom(...Object.getOwnPropertyNames(Object.prototype)), fc.string({ minLength: 1, maxLength: 8 }), fc.constant('a"\\\nb'));
-const record = fc.record({ key: name, target: name, from: fc.integer({ min: 0, max: 2 ** 40 }), to: fc.integer({ min: 0, max: 2 ** 40 }) });
+// A record only moves a deadline later.
+const record = fc
+  .record({ key: name, target: name, from: fc.integer({ min: 0, max: 2 ** 40 }), later: fc.integer({ min: 0, max: 2 ** 30 }) })
+  .map(({ key, target, from, later }): JournalRecord => ({ key, target, from, to: from + later }));
 
 describe("the renewals journal", () => {
   const directories: string[] = [];
@@ -42,6 +49,29 @@ describe("the renewals journal", () => {
       }),
       { numRuns: 40 },
     );
+  });
+
+  it("refuses a record that would move a deadline earlier, and a journal that is not a regular file", async () => {
+    const dir = await directory();
+    await appendFile(join(dir, JOURNAL_FILE), `${JSON.stringify(["app@prod", ["a:1", 5, 4]])}\n${JSON.stringify(["app@prod", ["a:1", 5, 6]])}\n`);
+    const { records, unreadable } = await RenewalJournal.open(dir);
+    expect(records).toEqual([{ key: "app@prod", target: "a:1", from: 5, to: 6 }]);
+    expect(unreadable).toBe(1);
+    const fifoDir = await directory();
+    await execFileAsync("mkfifo", [join(fifoDir, JOURNAL_FILE)]);
+    await expect(RenewalJournal.open(fifoDir)).rejects.toThrow(/is not a regular file/);
+  });
+
+  it("after a failed write starts a new line, so the next records are not glued to a torn one", async () => {
+    const dir = await directory();
+    // A torn last line left by a crash: the first append after the start begins a new line.
+    await appendFile(join(dir, JOURNAL_FILE), '["app@prod",["a:1",1,');
+    const { journal } = await RenewalJournal.open(dir);
+    await journal.append([{ key: "app@prod", target: "b:1", from: 1, to: 2 }]);
+    await journal.close();
+    const { records, unreadable } = await RenewalJournal.open(dir);
+    expect(records).toEqual([{ key: "app@prod", target: "b:1", from: 1, to: 2 }]);
+    expect(unreadable).toBe(1);
   });
 
   it("skips a torn last line (a crash in the middle of an append) and keeps the rest", async () => {

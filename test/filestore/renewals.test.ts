@@ -1,10 +1,11 @@
 import { watch } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { JOURNAL_FILE } from "../../src/filestore/journal.js";
 import { RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../../src/rules/registration.js";
 import { eventually, makeTempDir, removeDir, request, startTestService } from "../helpers.js";
+import { capturingLogger } from "../operability/support.js";
 import { startChildService, type ChildService } from "../support/child-service.js";
 
 type Group = { targets: string[]; labels: Record<string, string> };
@@ -120,6 +121,30 @@ describe("renewals in file mode", () => {
       expect(renames.count() - before).toBe(0);
     } finally {
       renames.close();
+      await sd.close();
+    }
+  });
+
+  it("when the journal cannot be written, renewals go to the deadlines file before their answer, and back to the journal once it can", async () => {
+    const dir = await directory();
+    const log = capturingLogger("info");
+    const sd = await startTestService({ directory: dir, logger: log.logger });
+    try {
+      expect((await sd.request("POST", "/app/prod?ttl=1h", { body: "targets=a:1,b:1" })).status).toBe(200);
+      // A directory where the journal would be: every append fails.
+      await mkdir(join(dir, JOURNAL_FILE));
+      expect((await sd.request("POST", "/app/prod?ttl=1h", { body: "targets=a:1" })).status).toBe(200);
+      await eventually(() => log.lines().some((line) => String(line.msg).startsWith("could not append renewals to the journal")), 3000, "the failed append to be logged");
+      // From then on each renewal of the group is in its deadlines file before the answer.
+      expect((await sd.request("POST", "/app/prod?ttl=1h", { body: "targets=b:1" })).status).toBe(200);
+      const served = ((await sd.request("GET", "/")).body as { groups: IndexLine[] }).groups[0]!.expires!;
+      expect(JSON.parse(await readFile(join(dir, "app@prod.expires"), "utf8"))).toEqual(served);
+      await rmdir(join(dir, JOURNAL_FILE));
+      await sleep(RENEWAL_SLACK_MS / 4);
+      expect((await sd.request("POST", "/app/prod?ttl=1h", { body: "targets=a:1" })).status).toBe(200);
+      await eventually(async () => (await readFile(join(dir, JOURNAL_FILE), "utf8").catch(() => "")).includes('"app@prod"'), 3000, "renewals journaled again");
+      expect(log.lines().filter((line) => String(line.msg).startsWith("could not append renewals to the journal"))).toHaveLength(1);
+    } finally {
       await sd.close();
     }
   });
