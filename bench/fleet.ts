@@ -149,8 +149,74 @@ export async function fleet(options: FleetOptions): Promise<{ rows: FleetRow[]; 
     }
   }
 
+  await crashUnderFleet(options, rows, notes);
   if (options.etcd) await fleetEtcd(options, rows, notes, label);
   return { rows, notes };
+}
+
+/**
+ * The crash test at fleet scale (file mode, default slack): renewals at the fleet's rate, a
+ * SIGKILL the moment the last one is answered (the last second's renewals not yet flushed, some
+ * answered from memory), a restart on the same directory. Then every target's deadline is read
+ * back: none may be earlier than `ttl` after its last acknowledged renewal was sent (the lower
+ * bound), none later than `ttl` + the slack after it was answered (the bound a crash adds).
+ */
+async function crashUnderFleet(options: FleetOptions, rows: FleetRow[], notes: string[]): Promise<void> {
+  const ttlMs = 60_000;
+  const slackMs = 2000;
+  const directory = join(options.work, "fleet-crash");
+  await mkdir(directory, { recursive: true });
+  const logFile = join(options.work, "fleet-crash.log");
+  const service = await startService({ directory, logFile, logLevel: "info", nodeArgs: [...options.nodeArgs] });
+  let restarted: ServiceProcess | undefined;
+  try {
+    const registeredFrom = Date.now();
+    await register(service, TTL);
+    const registeredTo = Date.now();
+    const last = new Map<number, { sentAt: number; answeredAt: number }>();
+    const seconds = Math.min(options.seconds, 15);
+    const renewed = await cpuOf([service], () =>
+      drive(service, portOf(service), seconds, options.rate, (n) => renewal(n, TTL), CONNECTIONS, (n, sentAt, answeredAt, status) => {
+        const group = n % FLEET_GROUPS;
+        const i = Math.floor(n / FLEET_GROUPS) % FLEET_PER_GROUP;
+        if (status === 200) last.set(group * FLEET_PER_GROUP + i, { sentAt, answeredAt });
+      }),
+    );
+    const modes = await renewalModes(service);
+    await service.kill();
+    restarted = await startService({ directory, logFile, logLevel: "info" });
+    const index = (await (await fetch(`${restarted.url}/`, { headers: { accept: "application/json" } })).json()) as { groups: { application: string; environment: string; expires?: Record<string, string> }[] };
+    const byGroup = new Map(index.groups.filter((line) => line.application === "hb").map((line) => [line.environment, line.expires ?? {}]));
+    let early = 0;
+    let late = 0;
+    let missing = 0;
+    for (let group = 0; group < FLEET_GROUPS; group++) {
+      const expires = new Map(Object.entries(byGroup.get(`g${group}`) ?? {}));
+      for (let i = 0; i < FLEET_PER_GROUP; i++) {
+        const deadline = expires.get(targetOf(group, i));
+        if (deadline === undefined) {
+          missing++;
+          continue;
+        }
+        const at = Date.parse(deadline);
+        const acknowledged = last.get(group * FLEET_PER_GROUP + i) ?? { sentAt: registeredFrom, answeredAt: registeredTo };
+        if (at < acknowledged.sentAt + ttlMs) early++;
+        if (at > acknowledged.answeredAt + ttlMs + slackMs) late++;
+      }
+    }
+    if (early + late + missing > 0) options.problems.push(`fleet crash: ${early} deadlines earlier than ttl after their acknowledged renewal, ${late} later than ttl + slack, ${missing} targets missing after the restart`);
+    rows.push({
+      scenario: `file mode, crash: SIGKILL right after ${renewed.result.count.toLocaleString("en-US")} renewals at ${options.rate}/s (RENEWAL_SLACK=2s), restart in ${(restarted.startupMs / 1000).toFixed(1)} s: deadlines earlier than ttl after the last acknowledged renewal ${early}, later than ttl + slack ${late}, targets missing ${missing}`,
+      measured: renewed.result,
+      cpuMicros: renewed.cpuMicros,
+      noEarlyExpiry: early === 0 && missing === 0,
+      note: modes,
+    });
+    notes.push(`Crash at fleet scale: ${last.size.toLocaleString("en-US")} targets renewed before the SIGKILL, every one of 100,000 read back after the restart.`);
+  } finally {
+    await service.kill();
+    await restarted?.stop();
+  }
 }
 
 async function fleetEtcd(options: FleetOptions, rows: FleetRow[], notes: string[], label: string): Promise<void> {

@@ -87,6 +87,8 @@ export async function drive(
   rate: number,
   requestOf: (n: number) => Buffer,
   connectionCount = CONNECTIONS,
+  /** Each answer: the request's number, when it was sent and answered (Date.now()), its status. */
+  answered?: (n: number, sentAt: number, answeredAt: number, status: number) => void,
 ): Promise<Measured> {
   const ports = typeof port === "number" ? [port] : port;
   const connections = await Promise.all(Array.from({ length: connectionCount }, (_, i) => KeepAliveConnection.open(ports[i % ports.length] as number)));
@@ -106,8 +108,10 @@ export async function drive(
         const wait = due - performance.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         const sent = performance.now();
+        const sentAt = Date.now();
         const answer = await connection.send(requestOf(n));
         latencies.push(performance.now() - sent);
+        answered?.(n, sentAt, Date.now(), answer.status);
         statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
       }
     }),

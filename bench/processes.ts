@@ -38,6 +38,8 @@ export interface ServiceProcess {
   memory(): Promise<Memory>;
   /** SIGTERM, as a user would stop it; resolves once it exited 0. */
   stop(): Promise<void>;
+  /** SIGKILL, a crash; resolves once it is gone. */
+  kill(): Promise<void>;
 }
 
 export interface ServiceOptions {
@@ -83,6 +85,12 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
     cpuSeconds: () => cpuSecondsOf(pid),
     memory: () => memoryOf(pid),
     stop: () => stop(child),
+    kill: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGKILL");
+      await exited;
+    },
   };
 }
 

@@ -81,8 +81,8 @@ export class FileStore implements Store {
   private readonly flushFailures = new Map<string, number>();
   /** The next flush of every dirty group into the journal, while one is due. */
   private flushTimer: NodeJS.Timeout | undefined;
-  /** The flush under way, which a stop waits for. */
-  private flushing: Promise<void> | undefined;
+  /** The flushes under way (a slow disk can make two overlap), which a stop waits for. */
+  private readonly flushRuns = new Set<Promise<void>>();
   /** A fold of the journal into the deadlines files, while one runs, and when the next may start. */
   private folding: Promise<void> | undefined;
   private nextFoldAt = 0;
@@ -194,7 +194,9 @@ export class FileStore implements Store {
     this.closed = true;
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    await this.flushing;
+    await Promise.all(this.flushRuns);
+    // Twice: a group whose append fails in the first has its deadlines file written in the second.
+    await this.flushAll(true);
     await this.flushAll(true);
     await this.folding;
     const written = await Promise.all([...this.journal.groups()].map((key) => this.pushFold(key)));
@@ -211,10 +213,8 @@ export class FileStore implements Store {
     if (this.flushTimer !== undefined || this.closed) return;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
-      const run = this.flushAll(false).finally(() => {
-        if (this.flushing === run) this.flushing = undefined;
-      });
-      this.flushing = run;
+      const run = this.flushAll(false).finally(() => this.flushRuns.delete(run));
+      this.flushRuns.add(run);
     }, RENEWAL_FLUSH_MS);
     this.flushTimer.unref();
   }
@@ -237,6 +237,10 @@ export class FileStore implements Store {
     }
     await Promise.all(flushes);
     if (this.dirty.size > 0) this.scheduleFlush();
+  }
+
+  /** After an append: a journal past COMPACT_AT_BYTES is folded into the deadlines files, one fold at a time. */
+  private foldWhenDue(): void {
     if (this.journal.size > COMPACT_AT_BYTES && this.folding === undefined && !this.closed && performance.now() >= this.nextFoldAt) {
       this.folding = this.fold().finally(() => (this.folding = undefined));
     }
@@ -279,6 +283,7 @@ export class FileStore implements Store {
     this.journalWorks();
     this.onDisk.set(key, entry.expires);
     this.observer.renewalFlushed?.();
+    this.foldWhenDue();
   }
 
   private journalFailed(key: string, error: unknown): void {
@@ -288,7 +293,7 @@ export class FileStore implements Store {
     this.journalFailing = true;
     this.logger.error(
       { file: JOURNAL_FILE, err: error },
-      "could not append renewals to the journal; the renewals of the groups concerned are written to their deadlines files before their answer; tried again every second",
+      "could not append renewals to the journal; the renewals of the groups concerned are written to their deadlines files before their answer until one such write succeeds, then journaled again",
     );
   }
 
@@ -298,9 +303,12 @@ export class FileStore implements Store {
     this.logger.info({ file: JOURNAL_FILE }, "renewals journaled again");
   }
 
-  /** A write of a group whose records could not be journaled persisted its memory: it is journaled again from here. */
+  /**
+   * A write of a group whose records could not be journaled persisted its memory: it is journaled
+   * again from here. At debug: the failure was logged once for all groups, not per group.
+   */
   private recovered(key: string, id: GroupId): void {
-    if (this.flushFailures.delete(key)) this.logger.info({ file: deadlinesFileNameOf(id) }, "deadlines written; renewals of this group are answered from memory again");
+    if (this.flushFailures.delete(key)) this.logger.debug({ file: deadlinesFileNameOf(id) }, "deadlines written; renewals of this group are journaled again");
   }
 
   /**
@@ -312,7 +320,7 @@ export class FileStore implements Store {
    */
   private async journalRenewal(key: string, state: Registration): Promise<boolean> {
     const persisted = this.onDisk.get(key);
-    if (this.closed || this.journalFailing || this.fileDiffers.has(key) || this.flushFailures.has(key) || persisted === undefined) return false;
+    if (this.closed || this.fileDiffers.has(key) || this.flushFailures.has(key) || persisted === undefined) return false;
     const records = recordsOf(key, state.expires, persisted);
     if (records === undefined) return false;
     try {
@@ -325,6 +333,7 @@ export class FileStore implements Store {
     // The lane holds the group: what is persisted is now memory's renewals and this one.
     this.onDisk.set(key, state.expires);
     this.dirty.delete(key);
+    this.foldWhenDue();
     return true;
   }
 
@@ -591,7 +600,9 @@ export class FileStore implements Store {
         { cause: durability },
       );
       for (const { job } of accepted) job.settle(failure);
-      // Renewals waiting for their flush keep waiting: the write is tried again until it is durable.
+      // What was renamed may not survive a power cut, so it is not what is persisted: until a
+      // write of the group is durable, nothing is journaled from it and renewals are written first.
+      this.flushFailures.set(key, 0);
       return false;
     }
     this.dirty.delete(key);
