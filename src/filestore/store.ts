@@ -252,10 +252,9 @@ export class FileStore implements Store {
    * records could not be journaled before has its deadlines file written instead.
    */
   private async flushGroup(key: string, id: GroupId): Promise<void> {
-    const since = this.dirty.get(key);
+    if (!this.dirty.has(key)) return;
     const entry = this.entries.get(key);
     const persisted = this.onDisk.get(key);
-    if (since === undefined) return;
     if (entry === undefined || persisted === undefined) {
       this.dirty.delete(key);
       return;
@@ -265,25 +264,31 @@ export class FileStore implements Store {
       else this.flushFailures.set(key, performance.now() + FAILED_FLUSH_RETRY_MS);
       return;
     }
-    const records = recordsOf(key, entry.expires, persisted);
-    this.dirty.delete(key);
+    const journaled = await this.journalInLane(key, entry.expires, persisted);
+    // A target without a persisted deadline cannot be journaled (a record starts from one): the deadlines file then.
+    if (journaled === "unchainable") this.flushFailures.set(key, 0);
+    if (journaled === "journaled") this.observer.renewalFlushed?.();
+  }
+
+  /**
+   * In the group's lane: memory's deadlines `expires` as journal records chained from what is
+   * persisted (nothing else of the group can be in flight: its lane is here); once they are
+   * durable, they are what is persisted. A failed append is noted (journalFailed).
+   */
+  private async journalInLane(key: string, expires: Deadlines, persisted: Deadlines): Promise<"journaled" | "failed" | "unchainable"> {
+    const records = recordsOf(key, expires, persisted);
+    if (records === undefined) return "unchainable";
     try {
-      if (records !== undefined && records.length > 0) await this.journal.append(records);
+      if (records.length > 0) await this.journal.append(records);
     } catch (error) {
-      this.dirty.set(key, since);
       this.journalFailed(key, error);
-      return;
-    }
-    if (records === undefined) {
-      // A target without a persisted deadline cannot be journaled (a record starts from one): the deadlines file then.
-      this.dirty.set(key, since);
-      this.flushFailures.set(key, 0);
-      return;
+      return "failed";
     }
     this.journalWorks();
-    this.onDisk.set(key, entry.expires);
-    this.observer.renewalFlushed?.();
+    this.onDisk.set(key, expires);
+    this.dirty.delete(key);
     this.foldWhenDue();
+    return "journaled";
   }
 
   private journalFailed(key: string, error: unknown): void {
@@ -321,20 +326,8 @@ export class FileStore implements Store {
   private async journalRenewal(key: string, state: Registration): Promise<boolean> {
     const persisted = this.onDisk.get(key);
     if (this.closed || this.fileDiffers.has(key) || this.flushFailures.has(key) || persisted === undefined) return false;
-    const records = recordsOf(key, state.expires, persisted);
-    if (records === undefined) return false;
-    try {
-      await this.journal.append(records);
-    } catch (error) {
-      this.journalFailed(key, error);
-      return false;
-    }
-    this.journalWorks();
-    // The lane holds the group: what is persisted is now memory's renewals and this one.
-    this.onDisk.set(key, state.expires);
-    this.dirty.delete(key);
-    this.foldWhenDue();
-    return true;
+    // What is persisted becomes memory's renewals and this one.
+    return (await this.journalInLane(key, state.expires, persisted)) === "journaled";
   }
 
   /**
