@@ -41,6 +41,8 @@ export interface FleetOptions {
   readonly seconds: number;
   readonly rate: number;
   readonly etcd: boolean;
+  /** The file-mode runs and the crash test (FLEET_ETCD=only leaves them out). */
+  readonly fileMode: boolean;
   readonly problems: string[];
   /** Given to node before the service's script (BENCH_CPU_PROF's `--cpu-prof`). */
   readonly nodeArgs: readonly string[];
@@ -112,7 +114,7 @@ export async function fleet(options: FleetOptions): Promise<{ rows: FleetRow[]; 
   const label = `${(FLEET_GROUPS * FLEET_PER_GROUP).toLocaleString("en-US")} targets`;
 
   // File mode: renewals with the default slack and with 30 s, GETs, and the 400 baseline on an instance with permanent targets.
-  for (const variant of [{ slack: undefined }, { slack: "30s" }, { slack: "permanent" }] as const) {
+  for (const variant of options.fileMode ? ([{ slack: undefined }, { slack: "30s" }, { slack: "permanent" }] as const) : []) {
     const withTtl = variant.slack !== "permanent";
     const name = withTtl ? `fleet-ttl-${variant.slack ?? "default"}` : "fleet-permanent";
     const directory = join(options.work, name);
@@ -149,7 +151,7 @@ export async function fleet(options: FleetOptions): Promise<{ rows: FleetRow[]; 
     }
   }
 
-  await crashUnderFleet(options, rows, notes);
+  if (options.fileMode) await crashUnderFleet(options, rows, notes);
   if (options.etcd) await fleetEtcd(options, rows, notes, label);
   return { rows, notes };
 }
@@ -231,7 +233,7 @@ async function fleetEtcd(options: FleetOptions, rows: FleetRow[], notes: string[
     for (const name of ["fleet-etcd-a", "fleet-etcd-b"]) {
       const directory = join(options.work, name);
       await mkdir(directory, { recursive: true });
-      started.push(await startService({ directory, logFile: join(options.work, `${name}.log`), logLevel: "info", env }));
+      started.push(await startService({ directory, logFile: join(options.work, `${name}.log`), logLevel: "info", env, nodeArgs: [...options.nodeArgs] }));
     }
     const [a, b] = started as [ServiceProcess, ServiceProcess];
     const setupStarted = performance.now();
@@ -247,7 +249,9 @@ async function fleetEtcd(options: FleetOptions, rows: FleetRow[], notes: string[
     const revisionBefore = await revision();
     const wallStarted = performance.now();
     // Connections alternate between the instances: every group is renewed through both.
+    const timeline = sampleEvery(5000, started);
     const renewed = await cpuOf(started, () => drive(a, [portOf(a), portOf(b)], seconds, rate, (n) => renewal(n, TTL), CONNECTIONS));
+    notes.push(`etcd mode, every 5 s of the load (per instance, a / b): ${(await timeline.stop()).join("; ")}.`);
     const wall = (performance.now() - wallStarted) / 1000;
     const transactions = ((await revision()) - revisionBefore) / wall;
     const missingA = await missingGroups(a);
@@ -270,6 +274,56 @@ async function fleetEtcd(options: FleetOptions, rows: FleetRow[], notes: string[
     await Promise.all(started.map((service) => service.stop().catch(() => undefined)));
     await cluster.stop();
   }
+}
+
+/** Counters of the instances every `ms`, as the change over each period: what the load did over time. */
+function sampleEvery(ms: number, services: readonly ServiceProcess[]): { stop(): Promise<string[]> } {
+  const series = [
+    ["from memory", 'file_sd_renewals_total{mode="memory"}'],
+    ["written first", 'file_sd_renewals_total{mode="durable"}'],
+    ["flushes", "file_sd_renewal_flushes_total"],
+    ["conflicts", "file_sd_etcd_txn_conflicts_total"],
+    ["503s", 'file_sd_http_requests_total{method="POST",route="/:application/:environment",status="503"}'],
+    ["commit s", "file_sd_etcd_commit_duration_seconds_sum"],
+    ["commits", "file_sd_etcd_commit_duration_seconds_count"],
+  ] as const;
+  const read = async (service: ServiceProcess): Promise<number[]> => {
+    const text = await (await fetch(`${service.url}/metrics`)).text();
+    return series.map(([, name]) => {
+      const line = text.split("\n").find((candidate) => candidate.startsWith(`${name} `));
+      return line === undefined ? 0 : Number(line.slice(name.length + 1));
+    });
+  };
+  const lines: string[] = [];
+  let previous: number[][] | undefined;
+  let period = 0;
+  const sample = async (): Promise<void> => {
+    const now = await Promise.all(services.map(read));
+    if (previous !== undefined) {
+      const was = previous;
+      const parts = series.map(([label], i) => {
+        const deltas = now.map((values, s) => (values[i] as number) - (was[s]![i] as number));
+        return label === "commit s" ? "" : `${label} ${deltas.map((delta) => delta.toFixed(0)).join("/")}`;
+      });
+      const meanCommitMs = now.map((values, s) => {
+        const count = (values[6] as number) - (was[s]![6] as number);
+        return count === 0 ? "-" : ((((values[5] as number) - (was[s]![5] as number)) / count) * 1000).toFixed(0);
+      });
+      lines.push(`${(period += ms / 1000)} s: ${parts.filter((part) => part !== "").join(", ")}, mean commit ${meanCommitMs.join("/")} ms`);
+    }
+    previous = now;
+  };
+  let running = sample();
+  const timer = setInterval(() => {
+    running = running.then(sample, () => undefined);
+  }, ms);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running.catch(() => undefined);
+      return lines;
+    },
+  };
 }
 
 /** How the service answered its renewals, from its own counter (file_sd_renewals_total{mode}). */

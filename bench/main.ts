@@ -24,7 +24,7 @@ import { fleet, fleetTable, type FleetRow } from "./fleet.js";
  * BENCH_ONLY       comma-separated phases: get, writes, loglevel, scale, ttl, etcd, fleet (default all)
  * FLEET_SECONDS    seconds per run of the fleet phase (default 30)
  * FLEET_RATE       renewals a second in the fleet phase (default 5000)
- * FLEET_ETCD=0     the fleet phase in file mode only (default: file and etcd mode)
+ * FLEET_ETCD=0     the fleet phase in file mode only (default: file and etcd mode); =only: etcd mode only
  * BENCH_HEARTBEATS heartbeats a second in the ttl phase (default 1000)
  * BENCH_CPU_PROF   a directory: run every service with `node --cpu-prof` and leave the profiles there
  * BENCH_KEEP=1     keep the temporary directory (service logs, files) and print where it is
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
     }
     if (PHASES.has("ttl")) heartbeatRows = await heartbeats(work, SECONDS * 2, HEARTBEATS);
     if (PHASES.has("fleet")) {
-      const result = await fleet({ work, seconds: FLEET_SECONDS, rate: FLEET_RATE, etcd: process.env.FLEET_ETCD !== "0", problems, nodeArgs: profileArgs() });
+      const result = await fleet({ work, seconds: FLEET_SECONDS, rate: FLEET_RATE, etcd: process.env.FLEET_ETCD !== "0", fileMode: process.env.FLEET_ETCD !== "only", problems, nodeArgs: profileArgs() });
       fleetRows = result.rows;
       notes.push(...result.notes);
     }

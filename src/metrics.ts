@@ -152,7 +152,7 @@ export function createMetrics(): ServiceMetrics {
   renewals.inc({ mode: "durable" }, 0);
   const renewalFlushes = new Counter({
     name: `${PREFIX}renewal_flushes_total`,
-    help: "A group's renewals answered from memory, persisted: in one append to the renewals journal (file mode; one append a second carries every group's) or one etcd transaction (etcd mode). At most one per group per second.",
+    help: "A group's renewals answered from memory, persisted: in one append to the renewals journal (file mode; one append a second carries every group's) or an etcd transaction (etcd mode; one carries up to 40 groups'). At most one per group per interval (1 s; in etcd mode a quarter of RENEWAL_SLACK, 1 s to 10 s).",
     registers,
   });
 

@@ -107,6 +107,11 @@ export function isTooLarge(error: unknown): boolean {
   return error instanceof Error && /request is too large|received message larger than max/.test(error.message);
 }
 
+/** etcd refuses a transaction with more comparisons, puts or reads than its --max-txn-ops (128 by default). */
+export function isTooManyOps(error: unknown): boolean {
+  return error instanceof Error && /too many operations in txn request/.test(error.message);
+}
+
 /** The useful part of a gRPC error, which can be long and nested. */
 export function describeEtcdError(error: unknown): string {
   if (isBrokenCircuitError(error)) return "every endpoint failed its last calls (refused, reset or timed out)";

@@ -1,4 +1,4 @@
-import type { Etcd3, ITxnResponse, Namespace } from "etcd3";
+import type { Etcd3, Namespace } from "etcd3";
 import type { Logger } from "pino";
 import type { EtcdConfig } from "../config.js";
 import { InternalError, RuleError, StoreError, StoreUnavailableError } from "../errors.js";
@@ -7,27 +7,16 @@ import { serializeGroup } from "../directory/group-file.js";
 import { fileNameOf } from "../directory/naming.js";
 import type { DirectoryView } from "../directory/view.js";
 import { KeyTimers, type LaneJob, Lanes } from "../lanes.js";
-import { coveredBy, isRenewal, RENEWAL_FLUSH_MS, RENEWAL_SLACK_MS } from "../rules/registration.js";
-import { deadlinesOf, idOfKey, keyOf, type GroupId, type Registration, type TargetGroup } from "../model.js";
+import { coveredBy, etcdFlushIntervalMs, isRenewal, RENEWAL_SLACK_MS } from "../rules/registration.js";
+import { deadlinesOf, idOfKey, keyOf, NO_DEADLINES, type Deadlines, type GroupId, type Registration, type TargetGroup } from "../model.js";
 import type { Entry, Mutation, Outcome, Store } from "../store.js";
-import { beforeDeadline, DeadlineError, isTooLarge, newInstanceId, unavailable } from "./client.js";
+import { beforeDeadline, newInstanceId, unavailable } from "./client.js";
+import { Committer, NO_CHANGE, TooLargeError, type Change, type Committed, type Revisions, type Write, type Writes } from "./commit.js";
 import { TombstoneCollector } from "./collector.js";
-import {
-  absentAt,
-  etcdKeyOf,
-  GC,
-  modRevisionOf,
-  NO_DEADLINES_TEXT,
-  NOTHING_REGISTERED,
-  parseMarkers,
-  serializeMarkers,
-  valueOf,
-  type KeyValue,
-  type Part,
-} from "./keys.js";
+import { absentAt, etcdKeyOf, GC, modRevisionOf, NO_DEADLINES_TEXT, NOTHING_REGISTERED, serializeMarkers, valueOf, type KeyValue } from "./keys.js";
 import { EtcdMemory, type Values } from "./memory.js";
 import { EVERY_GROUP } from "./selector.js";
-import { EtcdSync, sleep } from "./sync.js";
+import { EtcdSync } from "./sync.js";
 
 /** Hooks for metrics; every one is optional. */
 export interface EtcdObserver {
@@ -80,20 +69,28 @@ interface UpdateJob extends LaneJob {
   readonly flush?: true;
 }
 
-/** How late a flush may be (etcd slow, a busy lane) before renewals are committed before their answer again. */
-const FLUSH_MARGIN_MS = RENEWAL_FLUSH_MS;
 /** Waits before a failed flush is tried again. */
 const FLUSH_RETRY_MS = [1000, 2000, 5000, 10_000] as const;
 
 /** How many times one batch re-reads and re-applies after another instance changed the same key. */
 const MAX_ATTEMPTS = 16;
-const NO_CHANGE = Symbol("no change");
-/** A key's new value: its bytes, or NO_CHANGE to leave it. */
-type Write = string | typeof NO_CHANGE;
-type Writes = { readonly [part in Part]: Write };
-/** The revisions a transaction compares; `gc` only when it was computed with the group's key absent. */
-type Revisions = { readonly [part in Part]: number } & { readonly gc: number | undefined };
-type Committed = { readonly kind: "committed"; readonly revision: number } | { readonly kind: "landed before"; readonly current: Values } | { readonly kind: "conflict" };
+/**
+ * Flushes are timed to ticks of this length (flushDelay), so that the groups
+ * due in one tick go to etcd in one transaction (Committer.together).
+ */
+export const FLUSH_TICK_MS = 50;
+
+/**
+ * When a group's next flush is due: one interval from now, rounded down to a
+ * tick of this instance's clock (performance.now(), whose origin is the
+ * process's start: two instances tick at different moments, and so seldom
+ * flush the same group at once). Down, so that etcd never lags memory by more
+ * than the interval (RENEWAL_SLACK's advice counts on it); a group's flushes
+ * are then at least the interval less a tick apart.
+ */
+function flushDelay(intervalMs: number): number {
+  return intervalMs - ((performance.now() + intervalMs) % FLUSH_TICK_MS);
+}
 
 /**
  * etcd is the registry; the directory is a view of it (EtcdMemory keeps both,
@@ -118,6 +115,7 @@ export class EtcdStore implements Store {
   private readonly memory: EtcdMemory;
   private readonly sync: EtcdSync;
   private readonly collector: TombstoneCollector;
+  private readonly committer: Committer;
   private readonly lanes = new Lanes<UpdateJob>(
     (key, jobs) => this.runBatch(key, jobs),
     (key, error) => this.batchFailed(key, error),
@@ -132,6 +130,8 @@ export class EtcdStore implements Store {
   private readonly flushTimers = new KeyTimers((key) => void this.flush(key));
   private closing = false;
   private readonly renewalSlackMs: number;
+  /** How often a group's renewals answered from memory are committed (etcdFlushIntervalMs of the slack). */
+  private readonly flushIntervalMs: number;
 
   private constructor(options: EtcdStoreOptions) {
     this.config = options.config;
@@ -142,7 +142,9 @@ export class EtcdStore implements Store {
     this.observer = options.observer ?? {};
     this.now = options.now ?? Date.now;
     this.renewalSlackMs = options.renewalSlackMs ?? RENEWAL_SLACK_MS;
+    this.flushIntervalMs = etcdFlushIntervalMs(this.renewalSlackMs);
     this.memory = new EtcdMemory(options.config, options.view, options.config.groupSelector?.matches ?? EVERY_GROUP, options.logger);
+    this.committer = new Committer({ config: options.config, namespace: options.namespace, memory: this.memory, instance: this.instance });
     const busy = (key: string): boolean => this.lanes.busy(key);
     const inStep = (): void => this.retryFailedFlushes();
     this.sync = new EtcdSync({ ...options, memory: this.memory, observer: this.observer, busy, probeIntervalMs: options.probeIntervalMs ?? 1000, inStep });
@@ -254,6 +256,8 @@ export class EtcdStore implements Store {
     if (this.answeredFromMemory(key, jobs)) return;
     const { id } = jobs[0]!;
     const flushing = jobs.some((job) => job.flush === true);
+    // A flush and nothing else waits for no client: it goes to etcd with other groups' flushes.
+    const together = jobs.every((job) => job.flush === true);
     const renewals = this.countRenewals(key, jobs);
     // The batch answers by the deadline of its oldest request, however long that one waited in the lane.
     const deadline = Math.min(...jobs.map((job) => job.deadline));
@@ -296,11 +300,11 @@ export class EtcdStore implements Store {
           commits: writesSomething ? serializeMarkers(base?.markers ?? new Map(), this.instance, commit, now) : NO_CHANGE,
         };
         const started = process.hrtime.bigint();
-        const committed = await fromEtcd(() => this.commit(key, revisions, writes, commit, deadline));
+        const committed = await fromEtcd(() => this.send({ key, base: revisions, writes, commit, deadline }, together && writesSomething));
         if (committed.kind !== "conflict") {
           this.observer.committed?.(Number(process.hrtime.bigint() - started) / 1e9);
           if (committed.kind === "landed before") await this.take(id, committed.current);
-          else if (writesSomething) await this.take(id, valuesAt(writes, committed.revision));
+          else if (writesSomething) await this.take(id, valuesAt(writes, committed.revision), writes.expires === texts.expiresText ? texts.deadlines : NO_DEADLINES);
           for (const { job, outcome } of results.settled) job.settle(outcome);
           for (let i = 0; i < renewals; i++) this.observer.renewal?.("durable");
           if (flushing) this.flushed(key, undefined);
@@ -340,7 +344,8 @@ export class EtcdStore implements Store {
     if (this.closing || !this.sync.synced || this.sync.problem !== undefined || this.flushFailures.has(key)) return false;
     if (jobs.some((job) => job.flush === true)) return false;
     const since = this.pendingSince.get(key);
-    if (since !== undefined && performance.now() - since > RENEWAL_FLUSH_MS + FLUSH_MARGIN_MS) return false;
+    // Overdue: etcd slow, a busy lane. Two intervals: a flush takes a while under load, and committing every renewal then would add to it.
+    if (since !== undefined && performance.now() - since > 2 * this.flushIntervalMs) return false;
     const served = this.memory.entry(key);
     const etcd = this.memory.get(key)?.entry;
     if (served === undefined || etcd === undefined) return false;
@@ -350,7 +355,7 @@ export class EtcdStore implements Store {
     if (!coveredBy(results.state!.expires, etcd.expires, this.renewalSlackMs)) return false;
     this.memory.renew(key, results.state!.expires);
     if (!this.pendingSince.has(key)) this.pendingSince.set(key, performance.now());
-    this.flushTimers.schedule(key, RENEWAL_FLUSH_MS);
+    this.flushTimers.schedule(key, flushDelay(this.flushIntervalMs));
     for (const { job, outcome } of results.settled) {
       this.observer.renewal?.("memory");
       job.settle(outcome);
@@ -413,7 +418,7 @@ export class EtcdStore implements Store {
       if (this.memory.pendingOf(key).size === 0) this.pendingSince.delete(key);
       else {
         this.pendingSince.set(key, performance.now());
-        this.flushTimers.schedule(key, RENEWAL_FLUSH_MS);
+        this.flushTimers.schedule(key, flushDelay(this.flushIntervalMs));
       }
       return;
     }
@@ -429,64 +434,12 @@ export class EtcdStore implements Store {
     this.flushTimers.schedule(key, FLUSH_RETRY_MS[Math.min(failures - 1, FLUSH_RETRY_MS.length - 1)]!);
   }
 
-  /**
-   * One transaction: when the group's three keys (and, for a group whose key
-   * was absent, the `gc` key) are still at the revisions the change was
-   * computed from, write each key's new value or leave it (NO_CHANGE; with all
-   * left, the transaction only confirms). Comparing every key is what makes an
-   * expiry computed on an old value fail when a heartbeat renewed the deadline,
-   * and a renewal fail when the target has just expired.
-   *
-   * A call that fails after reaching etcd may have been applied. It is sent
-   * again: it compares the revisions, so at most one attempt applies. When the
-   * comparison then fails, the transaction's commit marker tells whether an
-   * earlier attempt was the one that changed them ("landed before": the change
-   * counts as made, however many changes followed it) or another instance did
-   * (a conflict: the change is computed again on the newer value).
-   */
-  private async commit(key: string, base: Revisions, writes: Writes, commit: string, deadline: number): Promise<Committed> {
-    const parts = ["group", "expires", "commits"] as const;
-    const writesSomething = writes.group !== NO_CHANGE || writes.expires !== NO_CHANGE;
-    let ambiguous = false;
-    for (let attempt = 0; ; attempt++) {
-      let response: ITxnResponse;
-      // An attempt gets a third of ETCD_TIMEOUT: one stuck on a member that
-      // just died leaves time to try another once a new leader is elected.
-      const attemptDeadline = Math.min(deadline, Date.now() + Math.max(250, this.config.timeoutMs / 3));
-      try {
-        response = await beforeDeadline(attemptDeadline, (grpcDeadline) => {
-          let txn = this.namespace.if(etcdKeyOf("group", key), "Mod", "==", base.group);
-          txn = txn.and(etcdKeyOf("expires", key), "Mod", "==", base.expires).and(etcdKeyOf("commits", key), "Mod", "==", base.commits);
-          if (base.gc !== undefined) txn = txn.and(GC, "Mod", "==", base.gc);
-          const puts = parts.flatMap((part) => {
-            const value = writes[part];
-            return value === NO_CHANGE ? [] : [this.namespace.put(etcdKeyOf(part, key)).value(value)];
-          });
-          const reads = [...parts.map((part) => this.namespace.get(etcdKeyOf(part, key))), this.namespace.get(GC)];
-          return txn.then(...puts).else(...reads).options({ deadline: grpcDeadline }).commit();
-        });
-      } catch (error) {
-        if (isTooLarge(error)) throw tooLarge(key, writes);
-        // A member lost mid-call, an election: the transaction may or may not have been applied.
-        if (Date.now() >= deadline) throw error instanceof DeadlineError ? error : new DeadlineError(error);
-        ambiguous = true;
-        await sleep(Math.min(25 * 2 ** attempt, 400, Math.max(0, deadline - Date.now())));
-        continue;
-      }
-      if (response.succeeded) return { kind: "committed", revision: Number(response.header.revision) };
-      const revision = Number(response.header.revision);
-      const read = (index: number): KeyValue => {
-        const kv = response.responses[index]?.response_range?.kvs[0];
-        return kv === undefined ? absentAt(revision) : valueOf(kv);
-      };
-      const current: Values = { group: read(0), expires: read(1), commits: read(2) };
-      this.memory.takeGc(read(3));
-      if (ambiguous && writesSomething && parseMarkers(current.commits).get(this.instance)?.commit === commit) {
-        return { kind: "landed before", current };
-      }
-      // The file follows in the background; a failed write there is logged by the view.
-      void this.memory.take(key, current).catch(() => undefined);
-      return { kind: "conflict" };
+  /** One group's change to etcd, alone or `together` with other groups' (Committer); too large for etcd is the client's 413. */
+  private async send(change: Change, together: boolean): Promise<Committed> {
+    try {
+      return await (together ? this.committer.together(change) : this.committer.alone(change));
+    } catch (error) {
+      throw error instanceof TooLargeError ? tooLarge(change.key, change.writes) : error;
     }
   }
 
@@ -511,9 +464,10 @@ export class EtcdStore implements Store {
   }
 
   /** This instance's own commit: into memory, then into the file, before the answer. */
-  private async take(id: GroupId, values: Values): Promise<void> {
+  /** `expires`: what values.expires holds, parsed (when it is a value this instance wrote). */
+  private async take(id: GroupId, values: Values, expires?: Deadlines): Promise<void> {
     try {
-      await this.memory.take(keyOf(id), values);
+      await this.memory.take(keyOf(id), values, expires);
     } catch (error) {
       throw new StoreError(
         `the change is committed in etcd, but this instance could not write ${fileNameOf(id)}: ` +
@@ -563,9 +517,13 @@ function applyAll(jobs: readonly UpdateJob[], current: Registration | undefined,
   return { settled, state, changed: state !== current };
 }
 
-/** The bytes of a batch's result for the group's two keys: only for a batch that commits (not one answered from memory). */
-function textsOf(state: Registration | undefined): { readonly groupText?: string; readonly expiresText?: string } {
+/**
+ * The bytes of a batch's result for the group's two keys: only for a batch
+ * that commits (not one answered from memory). With the deadlines they hold,
+ * so that memory need not parse what was just written.
+ */
+function textsOf(state: Registration | undefined): { readonly groupText?: string; readonly expiresText?: string; readonly deadlines?: Deadlines } {
   if (state === undefined) return {};
   const expires = deadlinesOf(state.expires, state.group.targets);
-  return { groupText: serializeGroup(state.group), ...(expires.size === 0 ? {} : { expiresText: serializeDeadlines(expires) }) };
+  return { groupText: serializeGroup(state.group), ...(expires.size === 0 ? {} : { expiresText: serializeDeadlines(expires), deadlines: expires }) };
 }

@@ -12,7 +12,7 @@ import type { IKeyValue } from "etcd3";
  * - `commits/<key>`: `{"<instance>": {"commit": "<id>", "at": "<ISO time>"}}`, the
  *   last change each instance made to the group. Written in the transaction of
  *   every change, so that an instance whose call failed after reaching etcd can
- *   tell, later, whether that change was applied (see EtcdStore.commit).
+ *   tell, later, whether that change was applied (see Committer in commit.ts).
  * And once:
  * - `gc`: bumped by every transaction that removes tombstones. A transaction
  *   computed while a group's key was absent compares it, so one delayed in etcd

@@ -88,8 +88,9 @@ export class EtcdMemory {
    * Takes the values of a group's keys, each only when it is newer than what is
    * known of that key, and brings the file in step. Resolves once the file is
    * written; when nothing is newer, once the file is as memory says.
+   * `parsed`: the deadlines values.expires holds, when the caller has them (it wrote them).
    */
-  take(key: string, values: Values): Promise<void> {
+  take(key: string, values: Values, parsed?: Deadlines): Promise<void> {
     const id = validIdOf(key);
     if (id === undefined) {
       this.ignored(key);
@@ -129,7 +130,9 @@ export class EtcdMemory {
     let deadlines = known?.deadlines ?? NO_DEADLINES;
     if (expires !== undefined) {
       deadlines = NO_DEADLINES;
-      if (expires.present) {
+      if (expires.present && parsed !== undefined) {
+        deadlines = parsed;
+      } else if (expires.present) {
         try {
           deadlines = parseDeadlines(expires.text);
         } catch (error) {

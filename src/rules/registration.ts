@@ -94,8 +94,20 @@ export function expireRegistration(current: Registration | undefined, now: numbe
   return { group: { targets, labels: current.group.labels }, expires: deadlinesOf(current.expires, targets) };
 }
 
-/** How often a group's renewals acknowledged from memory are persisted: one write (file mode) or transaction (etcd mode) per group per interval. */
+/** How often a group's renewals acknowledged from memory are persisted: one journal append for every group a second (file mode), one etcd transaction per group (etcd mode, with the default slack). */
 export const RENEWAL_FLUSH_MS = 1000;
+
+/**
+ * etcd mode's interval for a RENEWAL_SLACK: a quarter of it, from 1 s to 10 s.
+ * Each flush rewrites the group's whole deadlines key (about 6 kB for 100
+ * targets) on every member, so with a slack made for hosts that renew every
+ * 20 s a flush a second would be most of what etcd can write here (BENCHMARKS.md).
+ * A host renewing every `p` seconds stays answered from memory while `p` plus
+ * the interval is at most the slack: with a quarter, `p` up to three quarters of it.
+ */
+export function etcdFlushIntervalMs(slackMs: number): number {
+  return Math.min(10_000, Math.max(RENEWAL_FLUSH_MS, Math.floor(slackMs / 4)));
+}
 
 /**
  * The default of RENEWAL_SLACK (src/config.ts).

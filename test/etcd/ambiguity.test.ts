@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.js";
 import { loadConfig } from "../../src/config.js";
 import { connectEtcd } from "../../src/etcdstore/client.js";
-import { EtcdStore } from "../../src/etcdstore/etcd-store.js";
+import { EtcdStore, FLUSH_TICK_MS } from "../../src/etcdstore/etcd-store.js";
+import { RENEWAL_FLUSH_MS } from "../../src/rules/registration.js";
 import { Directory } from "../../src/directory/directory.js";
 import { DirectoryView } from "../../src/directory/view.js";
 import { eventually, makeTempDir, removeDir, request, silentLogger, startTestService, waitUntilReady, type TestService } from "../helpers.js";
@@ -90,6 +91,38 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
     const post = await request(url, "POST", "/amb/dev", { body: "targets=two:1" });
     expect(post.status, JSON.stringify(post.body)).toBe(200);
     expect(JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${prefix}groups/amb@dev`]))).toEqual([{ targets: ["only:1", "two:1"], labels: { job: "amb", env: "dev" } }]);
+  });
+
+  it("renewals of three groups flushed in one transaction whose answer was lost, then another instance's DELETE in one of them: the flush counts once, the DELETE stands", async () => {
+    const paths = ["/amb/f1", "/amb/f2", "/amb/f3"];
+    for (const path of paths) expect((await request(url, "POST", `${path}?ttl=1h`, { body: "targets=t:1,t:2" })).status).toBe(200);
+    await eventually(async () => (await other.fileOf("amb", "f3")) !== undefined, 2000, "the groups on the other instance");
+    const etcdValue = async (key: string): Promise<{ value: string; modRevision: string }> => {
+      const { value, mod_revision } = JSON.parse(await cluster.etcdctl(["get", "-w", "json", `${prefix}${key}`])).kvs[0] as { value: string; mod_revision: number };
+      return { value: Buffer.from(value, "base64").toString("utf8"), modRevision: String(mod_revision) };
+    };
+    let deleted: number | undefined;
+    afterNextCommit = async () => {
+      afterNextCommit = undefined;
+      deleted = (await other.request("DELETE", "/amb/f2", { body: "targets=t:1" })).status;
+    };
+    // The three flushes are due in the same tick (flushDelay) when their renewals are answered early in one.
+    while ((performance.now() + RENEWAL_FLUSH_MS) % FLUSH_TICK_MS > FLUSH_TICK_MS / 5) await new Promise((resolve) => setTimeout(resolve, 1));
+    const renewed = await Promise.all(paths.map((path) => request(url, "POST", `${path}?ttl=1h`, { body: "targets=t:1,t:2" })));
+    for (const answer of renewed) expect(answer.status).toBe(200);
+    const served = (await request(url, "GET", "/")).body as { groups: { environment: string; expires: Record<string, string> }[] };
+    const servedOf = (environment: string): Record<string, string> => served.groups.find((group) => group.environment === environment)!.expires;
+    await eventually(() => deleted !== undefined, 5000, "the flush and the other instance's DELETE");
+    expect(deleted).toBe(200);
+    await eventually(async () => JSON.stringify(JSON.parse((await etcdValue("expires/amb@f1")).value)) === JSON.stringify(servedOf("f1")), 3000, "f1's renewal in etcd");
+    // One transaction carried the three flushes: their commit markers were written at one revision.
+    const [f1, f3] = [await etcdValue("commits/amb@f1"), await etcdValue("commits/amb@f3")];
+    expect(f3.modRevision).toBe(f1.modRevision);
+    expect(JSON.parse((await etcdValue("expires/amb@f3")).value)).toEqual(servedOf("f3"));
+    // f2: the DELETE that came after the flush stands, and t:2 keeps its renewal.
+    expect(JSON.parse((await etcdValue("groups/amb@f2")).value)).toEqual([{ targets: ["t:2"], labels: { job: "amb", env: "f2" } }]);
+    expect(JSON.parse((await etcdValue("expires/amb@f2")).value)).toEqual({ "t:2": servedOf("f2")["t:2"] });
+    await eventually(async () => JSON.stringify((await request(url, "GET", "/amb/f2")).body) === JSON.stringify([{ targets: ["t:2"], labels: { job: "amb", env: "f2" } }]), 2000, "this instance to follow");
   });
 });
 

@@ -82,6 +82,8 @@ export interface EtcdClusterOptions {
   readonly tls?: boolean;
   /** Until every member reports healthy; default 30 s. */
   readonly startTimeoutMs?: number;
+  /** More flags for every member (`--max-txn-ops=16`). */
+  readonly flags?: readonly string[];
 }
 
 const LOG_LINES_KEPT = 200;
@@ -106,7 +108,7 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
     // A free port can be taken between our probe and etcd's bind; start over on new ones then.
     for (let attempt = 1; ; attempt++) {
       try {
-        return await launchCluster(programs, size, tls, options.startTimeoutMs ?? START_TIMEOUT_MS);
+        return await launchCluster(programs, size, tls, options.startTimeoutMs ?? START_TIMEOUT_MS, options.flags ?? []);
       } catch (error) {
         if (!(error instanceof PortTaken) || attempt >= PORT_ATTEMPTS) throw error;
       }
@@ -124,7 +126,7 @@ interface Programs {
   readonly etcdctl: string;
 }
 
-async function launchCluster(programs: Programs, size: number, tls: EtcdTls | undefined, startTimeoutMs: number): Promise<EtcdCluster> {
+async function launchCluster(programs: Programs, size: number, tls: EtcdTls | undefined, startTimeoutMs: number, flags: readonly string[]): Promise<EtcdCluster> {
   const directory = await mkdtemp(join(tmpdir(), "etcd-test-"));
   const ports = await distinctFreePorts(2 * size);
   const scheme = tls ? "https" : "http";
@@ -140,6 +142,7 @@ async function launchCluster(programs: Programs, size: number, tls: EtcdTls | un
     token: `etcd-test-${randomBytes(8).toString("hex")}`,
     tls,
     credentials: tls && readCredentials(tls),
+    flags,
   };
   const members = plans.map((plan) => new Member(plan, shared));
   const log = (): string => members.map((member) => `--- ${member.name} (${member.clientUrl}):\n${member.log()}`).join("\n");
@@ -239,6 +242,7 @@ interface SharedPlan {
   readonly token: string;
   readonly tls: EtcdTls | undefined;
   readonly credentials: Credentials | undefined;
+  readonly flags: readonly string[];
 }
 
 /** One etcd process at a time on a fixed data directory and ports; its output outlives restarts. */
@@ -307,6 +311,7 @@ class Member implements EtcdMember {
       `--election-timeout=${ELECTION_TIMEOUT_MS}`,
       "--logger=zap",
       "--log-outputs=stderr",
+      ...shared.flags,
       ...(shared.tls
         ? [
             "--client-cert-auth",

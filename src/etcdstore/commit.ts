@@ -1,0 +1,239 @@
+import type { IKeyValue, ITxnResponse, Namespace } from "etcd3";
+import type { EtcdConfig } from "../config.js";
+import { beforeDeadline, DeadlineError, isTooLarge, isTooManyOps } from "./client.js";
+import { absentAt, etcdKeyOf, GC, parseMarkers, valueOf, type KeyValue, type Part } from "./keys.js";
+import type { EtcdMemory, Values } from "./memory.js";
+import { sleep } from "./sync.js";
+
+export const NO_CHANGE = Symbol("no change");
+/** A key's new value: its bytes, or NO_CHANGE to leave it. */
+export type Write = string | typeof NO_CHANGE;
+export type Writes = { readonly [part in Part]: Write };
+/** The revisions a transaction compares; `gc` only when it was computed with the group's key absent. */
+export type Revisions = { readonly [part in Part]: number } & { readonly gc: number | undefined };
+export type Committed =
+  | { readonly kind: "committed"; readonly revision: number }
+  | { readonly kind: "landed before"; readonly current: Values }
+  | { readonly kind: "conflict" };
+
+/** One group's change: the revisions it was computed from, what it writes, and the marker that names it. */
+export interface Change {
+  readonly key: string;
+  readonly base: Revisions;
+  readonly writes: Writes;
+  /** This instance's number for the change, written in the group's commits key. */
+  readonly commit: string;
+  /** Date.now() by which it must be committed or refused. */
+  readonly deadline: number;
+}
+
+/** The error a change too large for one etcd request gets; the store turns it into a 413. */
+export class TooLargeError extends Error {}
+
+const PARTS = ["group", "expires", "commits"] as const;
+
+/**
+ * How many groups one transaction carries. etcd refuses a transaction with more
+ * than --max-txn-ops (128 by default) comparisons, or puts, or reads: a group
+ * takes three of each (its three keys), and the `gc` key one more.
+ */
+export const GROUPS_PER_TRANSACTION = 40;
+/** The bytes one combined transaction may write: well inside etcd's --max-request-bytes (1.5 MiB by default). */
+const BYTES_PER_TRANSACTION = 512 * 1024;
+/**
+ * How long a change waits for others to go with it. Flushes of renewals are
+ * timed to a common tick (see flushDelay), so those due together arrive within
+ * a few milliseconds of each other.
+ */
+const GATHER_MS = 5;
+
+/**
+ * Commits changes to etcd: `alone`, one transaction for one group (every
+ * change a client waits for), or `together`, several groups' changes in one
+ * transaction (the flushes of renewals answered from memory: a fleet's
+ * heartbeats would otherwise be one transaction per group a second).
+ *
+ * Either way each group's part compares the revisions of its three keys, so
+ * a transaction applies all of its groups' changes or none. When another
+ * instance changed one of them first, that group's change is computed again
+ * (a "conflict"), and the others go in the next transaction unchanged.
+ *
+ * A call that fails after reaching etcd may have been applied. It is sent
+ * again: it compares the revisions, so at most one attempt applies. When the
+ * comparison then fails, each group's commit marker tells whether an earlier
+ * attempt was the one that changed it ("landed before": the change counts as
+ * made, however many changes followed it) or another instance did.
+ */
+export class Committer {
+  private gathering: Waiting[] = [];
+  private gatherTimer: NodeJS.Timeout | undefined;
+  /** Lowered when etcd refuses a transaction for its number of operations (a --max-txn-ops below the default). */
+  private groupsPerTransaction = GROUPS_PER_TRANSACTION;
+
+  constructor(
+    private readonly options: {
+      readonly config: EtcdConfig;
+      readonly namespace: Namespace;
+      readonly memory: EtcdMemory;
+      /** This instance's name in commit markers. */
+      readonly instance: string;
+    },
+  ) {}
+
+  /** One group's change in a transaction of its own. */
+  async alone(change: Change): Promise<Committed> {
+    const [outcome] = await this.send([change], change.deadline);
+    // Alone, a comparison that failed is this change's: computed again.
+    return outcome === undefined || outcome === "again" ? { kind: "conflict" } : outcome;
+  }
+
+  /** One group's change in a transaction with others gathered meanwhile; answers as `alone` would. */
+  together(change: Change): Promise<Committed> {
+    return new Promise((resolve, reject) => {
+      this.gathering.push({ change, settle: (outcome) => (outcome instanceof Error ? reject(outcome) : resolve(outcome)) });
+      if (this.gathering.length >= this.groupsPerTransaction) this.sendGathered();
+      else this.gatherTimer ??= setTimeout(() => this.sendGathered(), GATHER_MS);
+    });
+  }
+
+  private sendGathered(): void {
+    clearTimeout(this.gatherTimer);
+    this.gatherTimer = undefined;
+    this.sendAll(this.gathering.splice(0));
+  }
+
+  private sendAll(waiting: readonly Waiting[]): void {
+    for (const batch of batchesOf(waiting, this.groupsPerTransaction, ({ change }) => bytesOf(change.writes))) {
+      void this.sendBatch(batch);
+    }
+  }
+
+  /** A gathered batch: what commits or conflicts is answered; a change whose comparisons held goes again with the others that did. */
+  private async sendBatch(batch: Waiting[]): Promise<void> {
+    let rest = batch;
+    while (rest.length > 0) {
+      const deadline = Math.min(...rest.map(({ change }) => change.deadline));
+      let outcomes: (Committed | "again")[];
+      try {
+        outcomes = await this.send(rest.map(({ change }) => change), deadline);
+      } catch (error) {
+        if (rest.length > 1 && isTooManyOps(error)) {
+          // An etcd with a lower --max-txn-ops than its default: halves, until its transactions are small enough.
+          this.groupsPerTransaction = Math.min(this.groupsPerTransaction, Math.ceil(rest.length / 2));
+          this.sendAll(rest);
+          return;
+        }
+        if (rest.length > 1 && error instanceof TooLargeError) {
+          // An etcd with a lower --max-request-bytes than its default: each change alone, so a refusal names its group.
+          for (const { change, settle } of rest) this.alone(change).then(settle, settle);
+          return;
+        }
+        for (const { settle } of rest) settle(error as Error);
+        return;
+      }
+      // Some change's comparison failed, so some outcome is not "again"; were none, each is computed again rather than sent for ever.
+      if (outcomes.every((outcome) => outcome === "again")) outcomes = outcomes.map(() => ({ kind: "conflict" }));
+      const again: typeof rest = [];
+      rest.forEach((waiting, i) => (outcomes[i] === "again" ? again.push(waiting) : waiting.settle(outcomes[i] as Committed)));
+      rest = again;
+    }
+  }
+
+  /**
+   * One transaction for `changes`, sent until etcd answers or the deadline
+   * passes. Per change: committed, landed before, a conflict (its current
+   * values are taken into memory), or "again" (its comparisons held, another
+   * change's did not: nothing was applied).
+   */
+  private async send(changes: readonly Change[], deadline: number): Promise<(Committed | "again")[]> {
+    const { config, namespace } = this.options;
+    let ambiguous = false;
+    for (let attempt = 0; ; attempt++) {
+      let response: ITxnResponse;
+      // An attempt gets a third of ETCD_TIMEOUT: one stuck on a member that
+      // just died leaves time to try another once a new leader is elected.
+      const attemptDeadline = Math.min(deadline, Date.now() + Math.max(250, config.timeoutMs / 3));
+      try {
+        response = await beforeDeadline(attemptDeadline, (grpcDeadline) => {
+          const [first, ...others] = changes.flatMap(({ key, base }) => [
+            ...PARTS.map((part) => [etcdKeyOf(part, key), base[part]] as const),
+            ...(base.gc === undefined ? [] : [[GC, base.gc] as const]),
+          ]);
+          let txn = namespace.if(first![0], "Mod", "==", first![1]);
+          for (const [key, revision] of others) txn = txn.and(key, "Mod", "==", revision);
+          const puts = changes.flatMap(({ key, writes }) =>
+            PARTS.flatMap((part) => {
+              const value = writes[part];
+              return value === NO_CHANGE ? [] : [namespace.put(etcdKeyOf(part, key)).value(value)];
+            }),
+          );
+          const reads = [...changes.flatMap(({ key }) => PARTS.map((part) => namespace.get(etcdKeyOf(part, key)))), namespace.get(GC)];
+          return txn.then(...puts).else(...reads).options({ deadline: grpcDeadline }).commit();
+        });
+      } catch (error) {
+        // Refusals: nothing was applied, and sending it again would not help.
+        if (isTooLarge(error)) throw new TooLargeError("the transaction would be larger than etcd accepts in one request", { cause: error });
+        if (isTooManyOps(error)) throw error;
+        // A member lost mid-call, an election: the transaction may or may not have been applied.
+        if (Date.now() >= deadline) throw error instanceof DeadlineError ? error : new DeadlineError(error);
+        ambiguous = true;
+        await sleep(Math.min(25 * 2 ** attempt, 400, Math.max(0, deadline - Date.now())));
+        continue;
+      }
+      const revision = Number(response.header.revision);
+      if (response.succeeded) return changes.map(() => ({ kind: "committed", revision }));
+      const raw = (index: number): IKeyValue | undefined => response.responses[index]?.response_range?.kvs[0];
+      const read = (index: number): KeyValue => {
+        const kv = raw(index);
+        return kv === undefined ? absentAt(revision) : valueOf(kv);
+      };
+      const gcRead = raw(changes.length * PARTS.length);
+      this.options.memory.takeGc(read(changes.length * PARTS.length));
+      return changes.map((change, i) => {
+        const at = i * PARTS.length;
+        const current: Values = { group: read(at), expires: read(at + 1), commits: read(at + 2) };
+        const writesSomething = change.writes.group !== NO_CHANGE || change.writes.expires !== NO_CHANGE;
+        if (ambiguous && writesSomething && parseMarkers(current.commits).get(this.options.instance)?.commit === change.commit) {
+          return { kind: "landed before", current };
+        }
+        const held =
+          PARTS.every((part, p) => Number(raw(at + p)?.mod_revision ?? 0) === change.base[part]) &&
+          (change.base.gc === undefined || Number(gcRead?.mod_revision ?? 0) === change.base.gc);
+        if (held) return "again";
+        // The file follows in the background; a failed write there is logged by the view.
+        void this.options.memory.take(change.key, current).catch(() => undefined);
+        return { kind: "conflict" };
+      });
+    }
+  }
+}
+
+/** A change gathered for a transaction with others, and how to answer it. */
+interface Waiting {
+  readonly change: Change;
+  settle(outcome: Committed | Error): void;
+}
+
+/** The bytes a change writes. */
+function bytesOf(writes: Writes): number {
+  return PARTS.reduce((sum, part) => sum + (writes[part] === NO_CHANGE ? 0 : Buffer.byteLength(writes[part] as string)), 0);
+}
+
+/** `items` in order, cut into batches of at most `count` and BYTES_PER_TRANSACTION (a larger one alone). */
+function batchesOf<T>(items: readonly T[], count: number, bytes: (item: T) => number): T[][] {
+  const batches: T[][] = [];
+  let current: T[] = [];
+  let size = 0;
+  for (const item of items) {
+    const itemBytes = bytes(item);
+    if (current.length > 0 && (current.length >= count || size + itemBytes > BYTES_PER_TRANSACTION)) {
+      batches.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(item);
+    size += itemBytes;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
