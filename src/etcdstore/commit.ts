@@ -80,17 +80,25 @@ export class Committer {
     },
   ) {}
 
-  /** One group's change in a transaction of its own. */
-  async alone(change: Change): Promise<Committed> {
-    const [outcome] = await this.send([change], change.deadline);
+  /**
+   * One group's change in a transaction of its own. `mayHaveApplied`: an
+   * earlier attempt (in a combined transaction) may have applied it.
+   */
+  async alone(change: Change, mayHaveApplied = false): Promise<Committed> {
+    const [outcome] = await this.send([change], change.deadline, { ambiguous: mayHaveApplied });
     // Alone, a comparison that failed is this change's: computed again.
     return outcome === undefined || outcome === "again" ? { kind: "conflict" } : outcome;
   }
 
-  /** One group's change in a transaction with others gathered meanwhile; answers as `alone` would. */
+  /**
+   * One group's change in a transaction with others gathered meanwhile;
+   * answers as `alone` would. For changes no client waits for (flushes): a
+   * transaction is sent until the latest of its changes' deadlines, so that
+   * one change that waited long does not cut the others' time short.
+   */
   together(change: Change): Promise<Committed> {
     return new Promise((resolve, reject) => {
-      this.gathering.push({ change, settle: (outcome) => (outcome instanceof Error ? reject(outcome) : resolve(outcome)) });
+      this.gathering.push({ change, resolve, reject, ambiguous: false });
       if (this.gathering.length >= this.groupsPerTransaction) this.sendGathered();
       else this.gatherTimer ??= setTimeout(() => this.sendGathered(), GATHER_MS);
     });
@@ -104,7 +112,10 @@ export class Committer {
 
   private sendAll(waiting: readonly Waiting[]): void {
     for (const batch of batchesOf(waiting, this.groupsPerTransaction, ({ change }) => bytesOf(change.writes))) {
-      void this.sendBatch(batch);
+      // sendBatch answers every change itself; should it throw anyway (a bug), none is left waiting for ever.
+      this.sendBatch(batch).catch((error: unknown) => {
+        for (const waiting of batch) waiting.reject(error instanceof Error ? error : new Error(String(error)));
+      });
     }
   }
 
@@ -112,11 +123,14 @@ export class Committer {
   private async sendBatch(batch: Waiting[]): Promise<void> {
     let rest = batch;
     while (rest.length > 0) {
-      const deadline = Math.min(...rest.map(({ change }) => change.deadline));
+      const deadline = Math.max(...rest.map(({ change }) => change.deadline));
+      // Carried over: an attempt that failed after reaching etcd may have applied every change of it.
+      const attempt = { ambiguous: rest.some((waiting) => waiting.ambiguous) };
       let outcomes: (Committed | "again")[];
       try {
-        outcomes = await this.send(rest.map(({ change }) => change), deadline);
+        outcomes = await this.send(rest.map(({ change }) => change), deadline, attempt);
       } catch (error) {
+        for (const waiting of rest) waiting.ambiguous ||= attempt.ambiguous;
         if (rest.length > 1 && isTooManyOps(error)) {
           // An etcd with a lower --max-txn-ops than its default: halves, until its transactions are small enough.
           this.groupsPerTransaction = Math.min(this.groupsPerTransaction, Math.ceil(rest.length / 2));
@@ -125,16 +139,23 @@ export class Committer {
         }
         if (rest.length > 1 && error instanceof TooLargeError) {
           // An etcd with a lower --max-request-bytes than its default: each change alone, so a refusal names its group.
-          for (const { change, settle } of rest) this.alone(change).then(settle, settle);
+          for (const { change, resolve, reject, ambiguous } of rest) this.alone(change, ambiguous).then(resolve, reject);
           return;
         }
-        for (const { settle } of rest) settle(error as Error);
+        for (const { reject } of rest) reject(error instanceof Error ? error : new Error(String(error)));
         return;
       }
-      // Some change's comparison failed, so some outcome is not "again"; were none, each is computed again rather than sent for ever.
-      if (outcomes.every((outcome) => outcome === "again")) outcomes = outcomes.map(() => ({ kind: "conflict" }));
-      const again: typeof rest = [];
-      rest.forEach((waiting, i) => (outcomes[i] === "again" ? again.push(waiting) : waiting.settle(outcomes[i] as Committed)));
+      // Some change's own comparison failed, or etcd would have applied the transaction: were none, that is a bug, not a reason to send it for ever.
+      if (outcomes.every((outcome) => outcome === "again")) throw new Error("etcd refused a transaction whose comparisons all held, by the values it read back");
+      const again: Waiting[] = [];
+      rest.forEach((waiting, i) => {
+        const outcome = outcomes[i]!;
+        if (outcome === "again") {
+          // Its comparisons held: no attempt applied it.
+          waiting.ambiguous = false;
+          again.push(waiting);
+        } else waiting.resolve(outcome);
+      });
       rest = again;
     }
   }
@@ -145,9 +166,8 @@ export class Committer {
    * values are taken into memory), or "again" (its comparisons held, another
    * change's did not: nothing was applied).
    */
-  private async send(changes: readonly Change[], deadline: number): Promise<(Committed | "again")[]> {
+  private async send(changes: readonly Change[], deadline: number, state: { ambiguous: boolean }): Promise<(Committed | "again")[]> {
     const { config, namespace } = this.options;
-    let ambiguous = false;
     for (let attempt = 0; ; attempt++) {
       let response: ITxnResponse;
       // An attempt gets a third of ETCD_TIMEOUT: one stuck on a member that
@@ -176,7 +196,7 @@ export class Committer {
         if (isTooManyOps(error)) throw error;
         // A member lost mid-call, an election: the transaction may or may not have been applied.
         if (Date.now() >= deadline) throw error instanceof DeadlineError ? error : new DeadlineError(error);
-        ambiguous = true;
+        state.ambiguous = true;
         await sleep(Math.min(25 * 2 ** attempt, 400, Math.max(0, deadline - Date.now())));
         continue;
       }
@@ -193,7 +213,7 @@ export class Committer {
         const at = i * PARTS.length;
         const current: Values = { group: read(at), expires: read(at + 1), commits: read(at + 2) };
         const writesSomething = change.writes.group !== NO_CHANGE || change.writes.expires !== NO_CHANGE;
-        if (ambiguous && writesSomething && parseMarkers(current.commits).get(this.options.instance)?.commit === change.commit) {
+        if (state.ambiguous && writesSomething && parseMarkers(current.commits).get(this.options.instance)?.commit === change.commit) {
           return { kind: "landed before", current };
         }
         const held =
@@ -211,7 +231,10 @@ export class Committer {
 /** A change gathered for a transaction with others, and how to answer it. */
 interface Waiting {
   readonly change: Change;
-  settle(outcome: Committed | Error): void;
+  resolve(outcome: Committed): void;
+  reject(error: Error): void;
+  /** An attempt that carried it failed after reaching etcd: it may have applied. */
+  ambiguous: boolean;
 }
 
 /** The bytes a change writes. */

@@ -84,9 +84,9 @@ export const FLUSH_TICK_MS = 50;
  * When a group's next flush is due: one interval from now, rounded down to a
  * tick of this instance's clock (performance.now(), whose origin is the
  * process's start: two instances tick at different moments, and so seldom
- * flush the same group at once). Down, so that etcd never lags memory by more
- * than the interval (RENEWAL_SLACK's advice counts on it); a group's flushes
- * are then at least the interval less a tick apart.
+ * flush the same group at once). Down, so that a flush is never due later than
+ * one interval after the renewal that asked for it (RENEWAL_SLACK's advice
+ * counts on it; the commit itself then takes what etcd takes).
  */
 function flushDelay(intervalMs: number): number {
   return intervalMs - ((performance.now() + intervalMs) % FLUSH_TICK_MS);

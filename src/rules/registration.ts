@@ -123,11 +123,12 @@ export function etcdFlushIntervalMs(slackMs: number): number {
 export const RENEWAL_SLACK_MS = 2 * RENEWAL_FLUSH_MS;
 
 /**
- * etcd mode expires a target only this long after its deadline: every
- * instance's renewals answered from memory are committed within
- * RENEWAL_FLUSH_MS (and none moved a deadline more than RENEWAL_SLACK_MS past
- * etcd's, so even an instance that crashed first lost nothing that wait does
- * not cover), plus a second for the transaction. docs/heartbeats.md.
+ * etcd mode expires a target only this long after its deadline in etcd. No
+ * instance answers a renewal from memory that moves a deadline more than
+ * RENEWAL_SLACK_MS past etcd's (coveredBy), so whatever an instance has not
+ * committed yet, or lost in a crash, promised no more than that wait covers:
+ * a ttl stays a lower bound. The second is for clocks and the transaction.
+ * docs/heartbeats.md.
  */
 export const EXPIRY_GRACE_MS = expiryGraceMs(RENEWAL_SLACK_MS);
 
