@@ -162,9 +162,17 @@ describe("deadlines survive restarts (docs/api.md)", () => {
     // Stopped past down:1's deadline.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const second = await start();
-    await eventually(async () => JSON.stringify((await second.fileOf("keep", "prod")) as Group[]) === JSON.stringify([{ targets: ["perm:1", "mid:1"], labels: { job: "keep", env: "prod" } }]), 2000 + graceMs, "down:1 to go at start");
+    // The file is written before the change is swapped into memory: the index follows a moment later.
+    const indexLine = async (): Promise<IndexLine> => ((await second.request("GET", "/")).body as { groups: IndexLine[] }).groups[0]!;
+    await eventually(
+      async () =>
+        JSON.stringify((await second.fileOf("keep", "prod")) as Group[]) === JSON.stringify([{ targets: ["perm:1", "mid:1"], labels: { job: "keep", env: "prod" } }]) &&
+        !Object.hasOwn((await indexLine()).expires ?? {}, "down:1"),
+      2000 + graceMs,
+      "down:1 to go at start",
+    );
     // mid:1 kept its deadline across the restart (not a new one from the start time).
-    const line = ((await second.request("GET", "/")).body as { groups: IndexLine[] }).groups[0]!;
+    const line = await indexLine();
     expect(line.expires).toEqual({ "mid:1": new Date(Date.parse(index!["mid:1"]!) + restoredLaterMs).toISOString() });
     await eventually(async () => JSON.stringify((await second.fileOf("keep", "prod")) as Group[]) === JSON.stringify([{ targets: ["perm:1"], labels: { job: "keep", env: "prod" } }]), 6000 + graceMs + restoredLaterMs, "mid:1 to expire");
     expect(Date.now() - acknowledged).toBeGreaterThanOrEqual(4000);
