@@ -278,7 +278,7 @@ export function createEtcdMetrics(registry: Registry, internalError: (where: "la
   });
   const conflicts = new Counter({
     name: `${PREFIX}etcd_txn_conflicts_total`,
-    help: "Transactions that found the key changed by another instance and were computed again on the newer value.",
+    help: "Changes (a group's transaction, or its part of a shared flush) that found the group changed by another instance and were computed again on the newer value.",
     registers,
   });
   const commits = new Histogram({

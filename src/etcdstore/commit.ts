@@ -1,4 +1,4 @@
-import type { IKeyValue, ITxnResponse, Namespace } from "etcd3";
+import { CompareResult, CompareTarget, type ICompare, type IKeyValue, type ITxnRequest, type ITxnResponse, type Namespace } from "etcd3";
 import type { EtcdConfig } from "../config.js";
 import { beforeDeadline, DeadlineError, isTooLarge, isTooManyOps } from "./client.js";
 import { absentAt, etcdKeyOf, GC, parseMarkers, valueOf, type KeyValue, type Part } from "./keys.js";
@@ -34,8 +34,10 @@ const PARTS = ["group", "expires", "commits"] as const;
 
 /**
  * How many groups one transaction carries. etcd refuses a transaction with more
- * than --max-txn-ops (128 by default) comparisons, or puts, or reads: a group
- * takes three of each (its three keys), and the `gc` key one more.
+ * than --max-txn-ops (128 by default) operations in one list, counted per level:
+ * the outer transaction holds one per group and the read of the `gc` key, and
+ * each group's own transaction (four comparisons, up to three puts or three
+ * reads) may use what the outer one leaves. 40 groups leave 87.
  */
 export const GROUPS_PER_TRANSACTION = 40;
 /** The bytes one combined transaction may write: well inside etcd's --max-request-bytes (1.5 MiB by default). */
@@ -53,10 +55,12 @@ const GATHER_MS = 5;
  * transaction (the flushes of renewals answered from memory: a fleet's
  * heartbeats would otherwise be one transaction per group a second).
  *
- * Either way each group's part compares the revisions of its three keys, so
- * a transaction applies all of its groups' changes or none. When another
- * instance changed one of them first, that group's change is computed again
- * (a "conflict"), and the others go in the next transaction unchanged.
+ * Either way each group's part is a transaction of its own inside the one
+ * sent (etcd runs nested transactions since 3.3): it compares the revisions of
+ * the group's three keys and applies only if they held. When another instance
+ * changed that group first, its part reads the current values instead and the
+ * change is computed again (a "conflict"); the other groups' parts apply in
+ * the same round trip.
  *
  * A call that fails after reaching etcd may have been applied. It is sent
  * again: it compares the revisions, so at most one attempt applies. When the
@@ -86,8 +90,7 @@ export class Committer {
    */
   async alone(change: Change, mayHaveApplied = false): Promise<Committed> {
     const [outcome] = await this.send([change], change.deadline, { ambiguous: mayHaveApplied });
-    // Alone, a comparison that failed is this change's: computed again.
-    return outcome === undefined || outcome === "again" ? { kind: "conflict" } : outcome;
+    return outcome!;
   }
 
   /**
@@ -119,77 +122,68 @@ export class Committer {
     }
   }
 
-  /** A gathered batch: what commits or conflicts is answered; a change whose comparisons held goes again with the others that did. */
-  private async sendBatch(batch: Waiting[]): Promise<void> {
-    let rest = batch;
-    while (rest.length > 0) {
-      const deadline = Math.max(...rest.map(({ change }) => change.deadline));
-      // Carried over: an attempt that failed after reaching etcd may have applied every change of it.
-      const attempt = { ambiguous: rest.some((waiting) => waiting.ambiguous) };
-      let outcomes: (Committed | "again")[];
-      try {
-        outcomes = await this.send(rest.map(({ change }) => change), deadline, attempt);
-      } catch (error) {
-        for (const waiting of rest) waiting.ambiguous ||= attempt.ambiguous;
-        if (rest.length > 1 && isTooManyOps(error)) {
-          // An etcd with a lower --max-txn-ops than its default: halves, until its transactions are small enough.
-          this.groupsPerTransaction = Math.min(this.groupsPerTransaction, Math.ceil(rest.length / 2));
-          this.sendAll(rest);
-          return;
-        }
-        if (rest.length > 1 && error instanceof TooLargeError) {
-          // An etcd with a lower --max-request-bytes than its default: each change alone, so a refusal names its group.
-          for (const { change, resolve, reject, ambiguous } of rest) this.alone(change, ambiguous).then(resolve, reject);
-          return;
-        }
-        for (const { reject } of rest) reject(error instanceof Error ? error : new Error(String(error)));
+  /** A gathered batch: each change is answered by its own part of the transaction. */
+  private async sendBatch(batch: readonly Waiting[]): Promise<void> {
+    const deadline = Math.max(...batch.map(({ change }) => change.deadline));
+    // Carried over: an attempt that failed after reaching etcd may have applied every change of it.
+    const attempt = { ambiguous: batch.some((waiting) => waiting.ambiguous) };
+    let outcomes: Committed[];
+    try {
+      outcomes = await this.send(batch.map(({ change }) => change), deadline, attempt);
+    } catch (error) {
+      for (const waiting of batch) waiting.ambiguous ||= attempt.ambiguous;
+      if (batch.length > 1 && isTooManyOps(error)) {
+        // An etcd with a lower --max-txn-ops than its default: halves, until its transactions are small enough.
+        this.groupsPerTransaction = Math.min(this.groupsPerTransaction, Math.ceil(batch.length / 2));
+        this.sendAll(batch);
         return;
       }
-      // Some change's own comparison failed, or etcd would have applied the transaction: were none, that is a bug, not a reason to send it for ever.
-      if (outcomes.every((outcome) => outcome === "again")) throw new Error("etcd refused a transaction whose comparisons all held, by the values it read back");
-      const again: Waiting[] = [];
-      rest.forEach((waiting, i) => {
-        const outcome = outcomes[i]!;
-        if (outcome === "again") {
-          // Its comparisons held: no attempt applied it.
-          waiting.ambiguous = false;
-          again.push(waiting);
-        } else waiting.resolve(outcome);
-      });
-      rest = again;
+      if (batch.length > 1 && error instanceof TooLargeError) {
+        // An etcd with a lower --max-request-bytes than its default: each change alone, so a refusal names its group.
+        for (const { change, resolve, reject, ambiguous } of batch) this.alone(change, ambiguous).then(resolve, reject);
+        return;
+      }
+      throw error;
     }
+    batch.forEach((waiting, i) => waiting.resolve(outcomes[i]!));
   }
 
   /**
    * One transaction for `changes`, sent until etcd answers or the deadline
-   * passes. Per change: committed, landed before, a conflict (its current
-   * values are taken into memory), or "again" (its comparisons held, another
-   * change's did not: nothing was applied).
+   * passes: a transaction of its own for each change inside one that always
+   * applies (etcd runs nested transactions since 3.3), so one change whose
+   * group another instance changed first does not hold back the others. Per
+   * change: committed, landed before, or a conflict (its current values are
+   * taken into memory).
    */
-  private async send(changes: readonly Change[], deadline: number, state: { ambiguous: boolean }): Promise<(Committed | "again")[]> {
+  private async send(changes: readonly Change[], deadline: number, state: { ambiguous: boolean }): Promise<Committed[]> {
     const { config, namespace } = this.options;
+    const key = (name: string): Buffer => Buffer.concat([namespace.prefix, Buffer.from(name)]);
+    const compare = (name: string, revision: number): ICompare => ({ key: key(name), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: revision });
+    const request: ITxnRequest = {
+      compare: [],
+      success: [
+        ...changes.map(({ key: group, base, writes }) => ({
+          request_txn: {
+            compare: [...PARTS.map((part) => compare(etcdKeyOf(part, group), base[part])), ...(base.gc === undefined ? [] : [compare(GC, base.gc)])],
+            success: PARTS.flatMap((part) => {
+              const value = writes[part];
+              return value === NO_CHANGE ? [] : [{ request_put: { key: key(etcdKeyOf(part, group)), value: Buffer.from(value) } }];
+            }),
+            failure: PARTS.map((part) => ({ request_range: { key: key(etcdKeyOf(part, group)) } })),
+          },
+        })),
+        { request_range: { key: key(GC) } },
+      ],
+      failure: [],
+    };
     for (let attempt = 0; ; attempt++) {
       let response: ITxnResponse;
       // An attempt gets a third of ETCD_TIMEOUT: one stuck on a member that
       // just died leaves time to try another once a new leader is elected.
       const attemptDeadline = Math.min(deadline, Date.now() + Math.max(250, config.timeoutMs / 3));
       try {
-        response = await beforeDeadline(attemptDeadline, (grpcDeadline) => {
-          const [first, ...others] = changes.flatMap(({ key, base }) => [
-            ...PARTS.map((part) => [etcdKeyOf(part, key), base[part]] as const),
-            ...(base.gc === undefined ? [] : [[GC, base.gc] as const]),
-          ]);
-          let txn = namespace.if(first![0], "Mod", "==", first![1]);
-          for (const [key, revision] of others) txn = txn.and(key, "Mod", "==", revision);
-          const puts = changes.flatMap(({ key, writes }) =>
-            PARTS.flatMap((part) => {
-              const value = writes[part];
-              return value === NO_CHANGE ? [] : [namespace.put(etcdKeyOf(part, key)).value(value)];
-            }),
-          );
-          const reads = [...changes.flatMap(({ key }) => PARTS.map((part) => namespace.get(etcdKeyOf(part, key)))), namespace.get(GC)];
-          return txn.then(...puts).else(...reads).options({ deadline: grpcDeadline }).commit();
-        });
+        response = await beforeDeadline(attemptDeadline, (grpcDeadline) => namespace.kv.txn(request, { deadline: grpcDeadline }));
       } catch (error) {
         // Refusals: nothing was applied, and sending it again would not help.
         if (isTooLarge(error)) throw new TooLargeError("the transaction would be larger than etcd accepts in one request", { cause: error });
@@ -201,25 +195,18 @@ export class Committer {
         continue;
       }
       const revision = Number(response.header.revision);
-      if (response.succeeded) return changes.map(() => ({ kind: "committed", revision }));
-      const raw = (index: number): IKeyValue | undefined => response.responses[index]?.response_range?.kvs[0];
-      const read = (index: number): KeyValue => {
-        const kv = raw(index);
-        return kv === undefined ? absentAt(revision) : valueOf(kv);
-      };
-      const gcRead = raw(changes.length * PARTS.length);
-      this.options.memory.takeGc(read(changes.length * PARTS.length));
-      return changes.map((change, i) => {
-        const at = i * PARTS.length;
-        const current: Values = { group: read(at), expires: read(at + 1), commits: read(at + 2) };
+      const read = (kv: IKeyValue | undefined): KeyValue => (kv === undefined ? absentAt(revision) : valueOf(kv));
+      this.options.memory.takeGc(read(response.responses[changes.length]?.response_range?.kvs[0]));
+      return changes.map((change, i): Committed => {
+        const own = response.responses[i]?.response_txn;
+        if (own === undefined) throw new Error("etcd answered a transaction without the answer of one of its parts");
+        if (own.succeeded) return { kind: "committed", revision };
+        const [group, expires, commits] = PARTS.map((_, p) => read(own.responses[p]?.response_range?.kvs[0])) as [KeyValue, KeyValue, KeyValue];
+        const current: Values = { group, expires, commits };
         const writesSomething = change.writes.group !== NO_CHANGE || change.writes.expires !== NO_CHANGE;
         if (state.ambiguous && writesSomething && parseMarkers(current.commits).get(this.options.instance)?.commit === change.commit) {
           return { kind: "landed before", current };
         }
-        const held =
-          PARTS.every((part, p) => Number(raw(at + p)?.mod_revision ?? 0) === change.base[part]) &&
-          (change.base.gc === undefined || Number(gcRead?.mod_revision ?? 0) === change.base.gc);
-        if (held) return "again";
         // The file follows in the background; a failed write there is logged by the view.
         void this.options.memory.take(change.key, current).catch(() => undefined);
         return { kind: "conflict" };

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Namespace } from "etcd3";
+import type { ITxnRequest, ITxnResponse, Namespace } from "etcd3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.js";
 import { loadConfig } from "../../src/config.js";
@@ -30,6 +30,10 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
   const prefix = `/ambiguity-${randomUUID()}/`;
   /** Runs between the real commit of the next transaction and the error its caller sees instead of the answer. */
   let afterNextCommit: (() => Promise<void>) | undefined;
+  /** Runs before the next transaction is sent, after it was computed. */
+  let beforeNextTxn: (() => Promise<void>) | undefined;
+  /** Every transaction this instance sent, with etcd's answer. */
+  const sent: { request: ITxnRequest; response: ITxnResponse }[] = [];
 
   beforeAll(async () => {
     cluster = await startEtcdCluster();
@@ -40,7 +44,7 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
     const config = loadConfig({ ...env, FILE_SD_DIRECTORY: directory });
     const { client, namespace } = await connectEtcd(config.etcd!);
     const view = await DirectoryView.open(await Directory.open(directory, silentLogger), silentLogger);
-    const store = EtcdStore.open({ config: config.etcd!, client, namespace: losingOneAnswer(namespace, () => afterNextCommit), view, logger: silentLogger });
+    const store = EtcdStore.open({ config: config.etcd!, client, namespace: intercepted(namespace, { after: () => afterNextCommit, before: () => beforeNextTxn, sent }), view, logger: silentLogger });
     server = createServer(createApp({ store, logger: silentLogger, maxBodyBytes: 1024 * 1024, readiness: store }).callback());
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -124,45 +128,73 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
     expect(JSON.parse((await etcdValue("expires/amb@f2")).value)).toEqual({ "t:2": servedOf("f2")["t:2"] });
     await eventually(async () => JSON.stringify((await request(url, "GET", "/amb/f2")).body) === JSON.stringify([{ targets: ["t:2"], labels: { job: "amb", env: "f2" } }]), 2000, "this instance to follow");
   });
+
+  it("renewals of three groups flushed together while another instance changes one of them first: the other two commit in that transaction, that one is computed again", async () => {
+    const paths = ["/amb/c1", "/amb/c2", "/amb/c3"];
+    for (const path of paths) expect((await request(url, "POST", `${path}?ttl=1h`, { body: "targets=t:1,t:2" })).status).toBe(200);
+    await eventually(async () => (await other.fileOf("amb", "c3")) !== undefined, 2000, "the groups on the other instance");
+    let added: number | undefined;
+    beforeNextTxn = async () => {
+      beforeNextTxn = undefined;
+      // Committed before this instance's flush reaches etcd, which compares c2's revisions from before it.
+      added = (await other.request("POST", "/amb/c2", { body: "targets=u:1" })).status;
+    };
+    const from = sent.length;
+    while ((performance.now() + RENEWAL_FLUSH_MS) % FLUSH_TICK_MS > FLUSH_TICK_MS / 5) await new Promise((resolve) => setTimeout(resolve, 1));
+    const renewed = await Promise.all(paths.map((path) => request(url, "POST", `${path}?ttl=1h`, { body: "targets=t:1,t:2" })));
+    for (const answer of renewed) expect(answer.status).toBe(200);
+    const served = (await request(url, "GET", "/")).body as { groups: { environment: string; expires: Record<string, string> }[] };
+    const servedOf = (environment: string): Record<string, string> => served.groups.find((group) => group.environment === environment)!.expires;
+    const inEtcd = async (key: string): Promise<unknown> => JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${prefix}${key}`]));
+    await eventually(async () => JSON.stringify(await inEtcd("expires/amb@c2")) === JSON.stringify(servedOf("c2")), 3000, "c2's renewal in etcd");
+    expect(added).toBe(200);
+    // The first transaction carried the three flushes; only c2's part failed its comparison.
+    const [first, ...later] = sent.slice(from);
+    const parts = first!.request.success!.filter((op) => op.request_txn !== undefined).map((op) => op.request_txn!.compare![0]!.key!.toString("utf8"));
+    expect(parts.map((key) => key.slice(key.lastIndexOf("@"))).sort()).toEqual(["@c1", "@c2", "@c3"]);
+    const succeeded = Object.fromEntries(parts.map((key, i) => [key.slice(key.lastIndexOf("@") + 1), first!.response.responses[i]!.response_txn!.succeeded]));
+    expect(succeeded).toEqual({ c1: true, c2: false, c3: true });
+    // c2 again, alone, computed from the other instance's change: both stand.
+    expect(later).toHaveLength(1);
+    expect(later[0]!.response.responses[0]!.response_txn!.succeeded).toBe(true);
+    expect(await inEtcd("groups/amb@c2")).toEqual([{ targets: ["t:1", "t:2", "u:1"], labels: { job: "amb", env: "c2" } }]);
+    for (const environment of ["c1", "c3"]) expect(await inEtcd(`expires/amb@${environment}`)).toEqual(servedOf(environment));
+  });
 });
 
 /**
- * The namespace of ETCD_PREFIX, except that the first transaction committed
- * while a hook is set is applied by etcd and then reported to its caller as a
- * lost connection, as when a member dies between applying and answering.
+ * The namespace of ETCD_PREFIX, except that transactions are recorded in
+ * `sent`, `before` runs before the next one is sent, and the first one
+ * committed while `after` is set is applied by etcd and then reported to its
+ * caller as a lost connection, as when a member dies between applying and
+ * answering.
  */
-function losingOneAnswer(namespace: Namespace, hook: () => (() => Promise<void>) | undefined): Namespace {
-  /** A transaction builder whose methods return this wrapper instead of the builder, and whose commit can lose its answer. */
-  const wrap = (builder: object): object => {
-    const wrapped: object = new Proxy(builder, {
-      get(object, property, receiver) {
-        const value: unknown = Reflect.get(object, property, receiver);
-        if (typeof value !== "function") return value;
-        const method = value as (...args: unknown[]) => unknown;
-        if (property === "commit") {
-          return async () => {
-            const run = hook();
-            const answer = await method.call(object);
-            if (run === undefined) return answer;
-            await run();
-            throw Object.assign(new Error("14 UNAVAILABLE: Connection dropped (injected after the transaction was applied)"), { code: 14 });
-          };
-        }
-        return (...args: unknown[]) => {
-          const result = method.apply(object, args);
-          return result === object ? wrapped : result;
-        };
-      },
-    });
-    return wrapped;
-  };
-  return new Proxy(namespace, {
+function intercepted(
+  namespace: Namespace,
+  hooks: { after(): (() => Promise<void>) | undefined; before(): (() => Promise<void>) | undefined; sent: { request: ITxnRequest; response: ITxnResponse }[] },
+): Namespace {
+  const kv = new Proxy(namespace.kv, {
     get(object, property, receiver) {
       const value: unknown = Reflect.get(object, property, receiver);
       if (typeof value !== "function") return value;
-      const method = value as (...args: unknown[]) => unknown;
-      if (property === "if") return (...args: unknown[]) => wrap(method.apply(object, args) as object);
-      return method.bind(object);
+      const method = value as (...args: unknown[]) => Promise<unknown>;
+      if (property !== "txn") return method.bind(object);
+      return async (request: ITxnRequest, ...rest: unknown[]) => {
+        await hooks.before()?.();
+        const run = hooks.after();
+        const response = (await method.call(object, request, ...rest)) as ITxnResponse;
+        hooks.sent.push({ request, response });
+        if (run === undefined) return response;
+        await run();
+        throw Object.assign(new Error("14 UNAVAILABLE: Connection dropped (injected after the transaction was applied)"), { code: 14 });
+      };
+    },
+  });
+  return new Proxy(namespace, {
+    get(object, property, receiver) {
+      if (property === "kv") return kv;
+      const value: unknown = Reflect.get(object, property, receiver);
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(object) : value;
     },
   });
 }
