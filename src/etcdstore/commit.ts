@@ -45,15 +45,23 @@ const BYTES_PER_TRANSACTION = 512 * 1024;
 /**
  * How long a change waits for others to go with it. Flushes of renewals are
  * timed to a common tick (see flushDelay), so those due together arrive within
- * a few milliseconds of each other.
+ * a few milliseconds of each other. A write waits only while another write's
+ * transaction is on its way, and at most this long.
  */
 const GATHER_MS = 5;
 
+/** The changes a client waits for ("write") and the flushes no client waits for ("flush") go in transactions of their own. */
+type Kind = "write" | "flush";
+
 /**
- * Commits changes to etcd: `alone`, one transaction for one group (every
- * change a client waits for), or `together`, several groups' changes in one
- * transaction (the flushes of renewals answered from memory: a fleet's
- * heartbeats would otherwise be one transaction per group a second).
+ * Commits changes to etcd, several groups' changes in one transaction where
+ * they come together: `write`, a change a client waits for, goes at once when
+ * no other write is on its way to etcd, and otherwise with the writes that
+ * come while one is (group commit: one transaction per round trip under load,
+ * none of the wait when idle); `together`, the flushes of renewals answered
+ * from memory, gathered for a few milliseconds (a fleet's heartbeats would
+ * otherwise be one transaction per group a second); `alone`, one change in a
+ * transaction of its own.
  *
  * Either way each group's part is a transaction of its own inside the one
  * sent (etcd runs nested transactions since 3.3): it compares the revisions of
@@ -69,8 +77,10 @@ const GATHER_MS = 5;
  * made, however many changes followed it) or another instance did.
  */
 export class Committer {
-  private gathering: Waiting[] = [];
-  private gatherTimer: NodeJS.Timeout | undefined;
+  private readonly queues: { readonly [kind in Kind]: Queue } = {
+    write: { waiting: [], timer: undefined, inFlight: 0 },
+    flush: { waiting: [], timer: undefined, inFlight: 0 },
+  };
   /** Lowered when etcd refuses a transaction for its number of operations (a --max-txn-ops below the default). */
   private groupsPerTransaction = GROUPS_PER_TRANSACTION;
 
@@ -94,36 +104,70 @@ export class Committer {
   }
 
   /**
-   * One group's change in a transaction with others gathered meanwhile;
-   * answers as `alone` would. For changes no client waits for (flushes): a
-   * transaction is sent until the latest of its changes' deadlines, so that
-   * one change that waited long does not cut the others' time short.
+   * A change a client waits for, in a transaction with the other writes that
+   * came while one was on its way; answers as `alone` would, by its own
+   * deadline: should the transaction still be on its way then (it is sent until
+   * the latest of its changes' deadlines), the change is refused as one alone
+   * would be, and may have been applied.
+   */
+  write(change: Change): Promise<Committed> {
+    return this.enqueue("write", change);
+  }
+
+  /**
+   * A flush, in a transaction with the flushes gathered meanwhile; answers as
+   * `alone` would. No client waits for it: the transaction is sent until the
+   * latest of its changes' deadlines, so that one flush that waited long does
+   * not cut the others' time short.
    */
   together(change: Change): Promise<Committed> {
+    return this.enqueue("flush", change);
+  }
+
+  private enqueue(kind: Kind, change: Change): Promise<Committed> {
+    const queue = this.queues[kind];
     return new Promise((resolve, reject) => {
-      this.gathering.push({ change, resolve, reject, ambiguous: false });
-      if (this.gathering.length >= this.groupsPerTransaction) this.sendGathered();
-      else this.gatherTimer ??= setTimeout(() => this.sendGathered(), GATHER_MS);
+      if (kind === "write") {
+        const timer = setTimeout(() => reject(new DeadlineError()), Math.max(0, change.deadline - Date.now()));
+        const settled = (): void => clearTimeout(timer);
+        queue.waiting.push({ change, resolve: (outcome) => (settled(), resolve(outcome)), reject: (error) => (settled(), reject(error)), ambiguous: false });
+      } else queue.waiting.push({ change, resolve, reject, ambiguous: false });
+      const idle = kind === "write" && queue.inFlight === 0;
+      if (idle || queue.waiting.length >= this.groupsPerTransaction) this.sendQueued(kind);
+      else queue.timer ??= setTimeout(() => this.sendQueued(kind), GATHER_MS);
     });
   }
 
-  private sendGathered(): void {
-    clearTimeout(this.gatherTimer);
-    this.gatherTimer = undefined;
-    this.sendAll(this.gathering.splice(0));
+  private sendQueued(kind: Kind): void {
+    const queue = this.queues[kind];
+    clearTimeout(queue.timer);
+    queue.timer = undefined;
+    this.sendAll(kind, queue.waiting.splice(0));
   }
 
-  private sendAll(waiting: readonly Waiting[]): void {
+  private sendAll(kind: Kind, waiting: readonly Waiting[]): void {
+    const queue = this.queues[kind];
     for (const batch of batchesOf(waiting, this.groupsPerTransaction, ({ change }) => bytesOf(change.writes))) {
+      queue.inFlight++;
       // sendBatch answers every change itself; should it throw anyway (a bug), none is left waiting for ever.
-      this.sendBatch(batch).catch((error: unknown) => {
-        for (const waiting of batch) waiting.reject(error instanceof Error ? error : new Error(String(error)));
-      });
+      this.sendBatch(kind, batch)
+        .catch((error: unknown) => {
+          for (const waiting of batch) waiting.reject(error instanceof Error ? error : new Error(String(error)));
+        })
+        .finally(() => {
+          queue.inFlight--;
+          // The writes that came meanwhile go now, not at the end of their wait.
+          if (kind === "write" && queue.waiting.length > 0) this.sendQueued(kind);
+        });
     }
   }
 
-  /** A gathered batch: each change is answered by its own part of the transaction. */
-  private async sendBatch(batch: readonly Waiting[]): Promise<void> {
+  /**
+   * A gathered batch, sent until the latest of its changes' deadlines, so that
+   * one change that waited long does not cut the others' time short: each
+   * change is answered by its own part of the transaction.
+   */
+  private async sendBatch(kind: Kind, batch: readonly Waiting[]): Promise<void> {
     const deadline = Math.max(...batch.map(({ change }) => change.deadline));
     // Carried over: an attempt that failed after reaching etcd may have applied every change of it.
     const attempt = { ambiguous: batch.some((waiting) => waiting.ambiguous) };
@@ -135,7 +179,7 @@ export class Committer {
       if (batch.length > 1 && isTooManyOps(error)) {
         // An etcd with a lower --max-txn-ops than its default: halves, until its transactions are small enough.
         this.groupsPerTransaction = Math.min(this.groupsPerTransaction, Math.ceil(batch.length / 2));
-        this.sendAll(batch);
+        this.sendAll(kind, batch);
         return;
       }
       if (batch.length > 1 && error instanceof TooLargeError) {
@@ -213,6 +257,13 @@ export class Committer {
       });
     }
   }
+}
+
+/** The changes of one kind waiting to be sent, and the transactions of that kind etcd has not answered. */
+interface Queue {
+  readonly waiting: Waiting[];
+  timer: NodeJS.Timeout | undefined;
+  inFlight: number;
 }
 
 /** A change gathered for a transaction with others, and how to answer it. */

@@ -81,12 +81,11 @@ const MAX_ATTEMPTS = 16;
 export const FLUSH_TICK_MS = 50;
 
 /**
- * When a group's next flush is due: one interval from now, rounded down to a
+ * When a group's next flush is due: `intervalMs` from now, rounded down to a
  * tick of this instance's clock (performance.now(), whose origin is the
- * process's start: two instances tick at different moments, and so seldom
- * flush the same group at once). Down, so that a flush is never due later than
- * one interval after the renewal that asked for it (RENEWAL_SLACK's advice
- * counts on it; the commit itself then takes what etcd takes).
+ * process's start). Down, so that a flush is never due later than one interval
+ * after the renewal that asked for it (RENEWAL_SLACK's advice counts on it;
+ * the commit itself then takes what etcd takes).
  */
 function flushDelay(intervalMs: number): number {
   return intervalMs - ((performance.now() + intervalMs) % FLUSH_TICK_MS);
@@ -307,7 +306,7 @@ export class EtcdStore implements Store {
           else if (writesSomething) await this.take(id, valuesAt(writes, committed.revision), writes.expires === texts.expiresText ? texts.deadlines : NO_DEADLINES);
           for (const { job, outcome } of results.settled) job.settle(outcome);
           for (let i = 0; i < renewals; i++) this.observer.renewal?.("durable");
-          if (flushing) this.flushed(key, undefined);
+          if (flushing) this.flushed(key, undefined, true, attempt > 1);
           return;
         }
         this.observer.conflict?.();
@@ -408,8 +407,16 @@ export class EtcdStore implements Store {
     }
   }
 
-  /** After a flush (`committed` false: there was nothing to commit): counted, renewals that came during it wait for the next; a failure is logged once per group and tried again. */
-  private flushed(key: string, error: Error | undefined, committed = true): void {
+  /**
+   * After a flush (`committed` false: there was nothing to commit): counted,
+   * renewals that came during it wait for the next; a failure is logged once
+   * per group and tried again. `conflicted`: another instance changed the group
+   * first, most often with its own flush of the same renewals at the same
+   * moment (both instances get a group's renewals, and so start its interval
+   * together). The next flush then comes half an interval early, once, which
+   * puts this instance's flushes of the group half an interval from the other's.
+   */
+  private flushed(key: string, error: Error | undefined, committed = true, conflicted = false): void {
     const id = idOfKey(key);
     const file = id === undefined ? key : fileNameOf(id);
     if (error === undefined) {
@@ -418,7 +425,7 @@ export class EtcdStore implements Store {
       if (this.memory.pendingOf(key).size === 0) this.pendingSince.delete(key);
       else {
         this.pendingSince.set(key, performance.now());
-        this.flushTimers.schedule(key, flushDelay(this.flushIntervalMs));
+        this.flushTimers.schedule(key, flushDelay(conflicted ? this.flushIntervalMs / 2 : this.flushIntervalMs));
       }
       return;
     }
@@ -434,10 +441,10 @@ export class EtcdStore implements Store {
     this.flushTimers.schedule(key, FLUSH_RETRY_MS[Math.min(failures - 1, FLUSH_RETRY_MS.length - 1)]!);
   }
 
-  /** One group's change to etcd, alone or `together` with other groups' (Committer); too large for etcd is the client's 413. */
+  /** One group's change to etcd, a flush `together` with other groups' flushes or a write with the writes that come meanwhile (Committer); too large for etcd is the client's 413. */
   private async send(change: Change, together: boolean): Promise<Committed> {
     try {
-      return await (together ? this.committer.together(change) : this.committer.alone(change));
+      return await (together ? this.committer.together(change) : this.committer.write(change));
     } catch (error) {
       throw error instanceof TooLargeError ? tooLarge(change.key, change.writes) : error;
     }

@@ -31,7 +31,7 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
   /** Runs between the real commit of the next transaction and the error its caller sees instead of the answer. */
   let afterNextCommit: (() => Promise<void>) | undefined;
   /** Runs before the next transaction is sent, after it was computed. */
-  let beforeNextTxn: (() => Promise<void>) | undefined;
+  let beforeNextTxn: ((request: ITxnRequest) => Promise<void>) | undefined;
   /** Every transaction this instance sent, with etcd's answer. */
   const sent: { request: ITxnRequest; response: ITxnResponse }[] = [];
 
@@ -160,6 +160,54 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
     expect(await inEtcd("groups/amb@c2")).toEqual([{ targets: ["t:1", "t:2", "u:1"], labels: { job: "amb", env: "c2" } }]);
     for (const environment of ["c1", "c3"]) expect(await inEtcd(`expires/amb@${environment}`)).toEqual(servedOf(environment));
   });
+
+  it("writes that come while another is on its way to etcd share transactions, each answered by its own part: one another instance changed first is computed again", async () => {
+    const groupsOf = (request: ITxnRequest): string[] =>
+      request.success!.filter((op) => op.request_txn !== undefined).map((op) => op.request_txn!.compare![0]!.key!.toString("utf8").split("@").pop()!);
+    const paths = Array.from({ length: 10 }, (_, i) => `/amb/w${i}`);
+    // Ten connections open before the writes, so that the nine arrive within a millisecond or two.
+    await Promise.all(paths.map((path) => request(url, "GET", path)));
+    const from = sent.length;
+    let added: number | undefined;
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    beforeNextTxn = async (txn) => {
+      // The first write's transaction is held, so the nine that follow find a write on its way.
+      if (groupsOf(txn).includes("w0")) await released;
+      if (groupsOf(txn).includes("w5") && added === undefined) {
+        beforeNextTxn = undefined;
+        // Committed before this transaction reaches etcd, which compares w5's revisions from before it.
+        added = (await other.request("POST", "/amb/w5", { body: "targets=u:1" })).status;
+      }
+    };
+    const first = request(url, "POST", "/amb/w0", { body: "targets=t:1" });
+    await eventually(() => beforeNextTxn !== undefined && sent.length === from, 2000, "the first write on its way");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const nine = paths.slice(1).map((path, i) => request(url, "POST", path, { body: `targets=t:${i + 2}` }));
+    const answers = await Promise.all(nine);
+    release();
+    answers.unshift(await first);
+    for (const answer of answers) expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(added).toBe(200);
+    const txns = sent.slice(from).map(({ request, response }) => ({ groups: groupsOf(request), succeeded: response.responses.map((answer) => answer.response_txn?.succeeded) }));
+    const carrying = (group: string): typeof txns => txns.filter((txn) => txn.groups.includes(group));
+    // Each group's part commits once; w5's first part failed (the other instance was first), and w5 went again on its own.
+    for (const path of paths) {
+      const group = path.split("/").pop()!;
+      const parts = carrying(group).map((txn) => txn.succeeded[txn.groups.indexOf(group)]);
+      expect(parts, group).toEqual(group === "w5" ? [false, true] : [true]);
+    }
+    expect(carrying("w5")[1]!.groups).toEqual(["w5"]);
+    // The nine went in fewer transactions than nine: writes share a transaction under load.
+    expect(new Set(paths.slice(1).map((path) => carrying(path.split("/").pop()!)[0])).size).toBeLessThan(9);
+    const inEtcd = async (key: string): Promise<unknown> => JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${prefix}${key}`]));
+    // w5's POST, computed again on the other instance's value, comes after u:1.
+    for (let i = 0; i < 10; i++) {
+      const expected = [{ targets: i === 5 ? ["u:1", "t:6"] : [`t:${i + 1}`], labels: { job: "amb", env: `w${i}` } }];
+      expect(await inEtcd(`groups/amb@w${i}`)).toEqual(expected);
+      expect(answers[i]!.body).toEqual(expected);
+    }
+  });
 });
 
 /**
@@ -171,7 +219,7 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
  */
 function intercepted(
   namespace: Namespace,
-  hooks: { after(): (() => Promise<void>) | undefined; before(): (() => Promise<void>) | undefined; sent: { request: ITxnRequest; response: ITxnResponse }[] },
+  hooks: { after(): (() => Promise<void>) | undefined; before(): ((request: ITxnRequest) => Promise<void>) | undefined; sent: { request: ITxnRequest; response: ITxnResponse }[] },
 ): Namespace {
   const kv = new Proxy(namespace.kv, {
     get(object, property, receiver) {
@@ -180,7 +228,7 @@ function intercepted(
       const method = value as (...args: unknown[]) => Promise<unknown>;
       if (property !== "txn") return method.bind(object);
       return async (request: ITxnRequest, ...rest: unknown[]) => {
-        await hooks.before()?.();
+        await hooks.before()?.(request);
         const run = hooks.after();
         const response = (await method.call(object, request, ...rest)) as ITxnResponse;
         hooks.sent.push({ request, response });
