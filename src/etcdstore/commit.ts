@@ -57,8 +57,9 @@ type Kind = "write" | "flush";
  * Commits changes to etcd, several groups' changes in one transaction where
  * they come together: `write`, a change a client waits for, goes at once when
  * no other write is on its way to etcd, and otherwise with the writes that
- * come while one is (group commit: one transaction per round trip under load,
- * none of the wait when idle); `together`, the flushes of renewals answered
+ * come while one is, for at most GATHER_MS (group commit: under load one
+ * transaction per round trip or per GATHER_MS, whichever is shorter; none of
+ * the wait when idle); `together`, the flushes of renewals answered
  * from memory, gathered for a few milliseconds (a fleet's heartbeats would
  * otherwise be one transaction per group a second); `alone`, one change in a
  * transaction of its own.
@@ -127,15 +128,30 @@ export class Committer {
   private enqueue(kind: Kind, change: Change): Promise<Committed> {
     const queue = this.queues[kind];
     return new Promise((resolve, reject) => {
+      const waiting: Waiting = { change, resolve, reject, ambiguous: false, abandoned: false };
       if (kind === "write") {
-        const timer = setTimeout(() => reject(new DeadlineError()), Math.max(0, change.deadline - Date.now()));
-        const settled = (): void => clearTimeout(timer);
-        queue.waiting.push({ change, resolve: (outcome) => (settled(), resolve(outcome)), reject: (error) => (settled(), reject(error)), ambiguous: false });
-      } else queue.waiting.push({ change, resolve, reject, ambiguous: false });
+        const timer = setTimeout(() => this.abandon(queue, waiting), Math.max(0, change.deadline - Date.now()));
+        waiting.resolve = (outcome) => (clearTimeout(timer), resolve(outcome));
+        waiting.reject = (error) => (clearTimeout(timer), reject(error));
+      }
+      queue.waiting.push(waiting);
       const idle = kind === "write" && queue.inFlight === 0;
       if (idle || queue.waiting.length >= this.groupsPerTransaction) this.sendQueued(kind);
       else queue.timer ??= setTimeout(() => this.sendQueued(kind), GATHER_MS);
     });
+  }
+
+  /**
+   * A write refused by its own deadline, as one alone would be: it may still
+   * apply if its transaction is on its way, but it is answered, its group's
+   * lane goes on, and nothing of its outcome is taken into memory. Not sent
+   * yet, it is not sent at all (the group's next change may be queued next).
+   */
+  private abandon(queue: Queue, waiting: Waiting): void {
+    waiting.abandoned = true;
+    const at = queue.waiting.indexOf(waiting);
+    if (at >= 0) queue.waiting.splice(at, 1);
+    waiting.reject(new DeadlineError());
   }
 
   private sendQueued(kind: Kind): void {
@@ -173,18 +189,19 @@ export class Committer {
     const attempt = { ambiguous: batch.some((waiting) => waiting.ambiguous) };
     let outcomes: Committed[];
     try {
-      outcomes = await this.send(batch.map(({ change }) => change), deadline, attempt);
+      outcomes = await this.send(batch.map(({ change }) => change), deadline, attempt, (i) => batch[i]!.abandoned);
     } catch (error) {
       for (const waiting of batch) waiting.ambiguous ||= attempt.ambiguous;
+      const left = batch.filter((waiting) => !waiting.abandoned);
       if (batch.length > 1 && isTooManyOps(error)) {
         // An etcd with a lower --max-txn-ops than its default: halves, until its transactions are small enough.
         this.groupsPerTransaction = Math.min(this.groupsPerTransaction, Math.ceil(batch.length / 2));
-        this.sendAll(kind, batch);
+        this.sendAll(kind, left);
         return;
       }
       if (batch.length > 1 && error instanceof TooLargeError) {
         // An etcd with a lower --max-request-bytes than its default: each change alone, so a refusal names its group.
-        for (const { change, resolve, reject, ambiguous } of batch) this.alone(change, ambiguous).then(resolve, reject);
+        for (const { change, resolve, reject, ambiguous } of left) this.alone(change, ambiguous).then(resolve, reject);
         return;
       }
       throw error;
@@ -200,7 +217,7 @@ export class Committer {
    * change: committed, landed before, or a conflict (its current values are
    * taken into memory).
    */
-  private async send(changes: readonly Change[], deadline: number, state: { ambiguous: boolean }): Promise<Committed[]> {
+  private async send(changes: readonly Change[], deadline: number, state: { ambiguous: boolean }, abandoned?: (index: number) => boolean): Promise<Committed[]> {
     const { config, namespace } = this.options;
     const key = (name: string): Buffer => Buffer.concat([namespace.prefix, Buffer.from(name)]);
     const compare = (name: string, revision: number): ICompare => ({ key: key(name), target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: revision });
@@ -245,6 +262,8 @@ export class Committer {
         const own = response.responses[i]?.response_txn;
         if (own === undefined) throw new Error("etcd answered a transaction without the answer of one of its parts");
         if (own.succeeded) return { kind: "committed", revision };
+        // Already answered: its lane has gone on, and may have let the group go from memory since.
+        if (abandoned?.(i) === true) return { kind: "conflict" };
         const [group, expires, commits] = PARTS.map((_, p) => read(own.responses[p]?.response_range?.kvs[0])) as [KeyValue, KeyValue, KeyValue];
         const current: Values = { group, expires, commits };
         const writesSomething = change.writes.group !== NO_CHANGE || change.writes.expires !== NO_CHANGE;
@@ -269,10 +288,12 @@ interface Queue {
 /** A change gathered for a transaction with others, and how to answer it. */
 interface Waiting {
   readonly change: Change;
-  resolve(outcome: Committed): void;
-  reject(error: Error): void;
+  resolve: (outcome: Committed) => void;
+  reject: (error: Error) => void;
   /** An attempt that carried it failed after reaching etcd: it may have applied. */
   ambiguous: boolean;
+  /** A write refused by its own deadline (Committer.abandon). */
+  abandoned: boolean;
 }
 
 /** The bytes a change writes. */

@@ -127,6 +127,8 @@ export class EtcdStore implements Store {
   /** Groups whose last flush failed, with how many in a row: their renewals are committed before their answer until one succeeds. */
   private readonly flushFailures = new Map<string, number>();
   private readonly flushTimers = new KeyTimers((key) => void this.flush(key));
+  /** Groups whose last flush met another instance's change: their next flush comes half an interval early. */
+  private readonly hurried = new Set<string>();
   private closing = false;
   private readonly renewalSlackMs: number;
   /** How often a group's renewals answered from memory are committed (etcdFlushIntervalMs of the slack). */
@@ -354,7 +356,7 @@ export class EtcdStore implements Store {
     if (!coveredBy(results.state!.expires, etcd.expires, this.renewalSlackMs)) return false;
     this.memory.renew(key, results.state!.expires);
     if (!this.pendingSince.has(key)) this.pendingSince.set(key, performance.now());
-    this.flushTimers.schedule(key, flushDelay(this.flushIntervalMs));
+    this.scheduleFlush(key);
     for (const { job, outcome } of results.settled) {
       this.observer.renewal?.("memory");
       job.settle(outcome);
@@ -407,25 +409,33 @@ export class EtcdStore implements Store {
     }
   }
 
+  /** The group's next flush, an interval from now (half of one, once, after a conflict: flushed). */
+  private scheduleFlush(key: string): void {
+    this.flushTimers.schedule(key, flushDelay(this.hurried.delete(key) ? this.flushIntervalMs / 2 : this.flushIntervalMs));
+  }
+
   /**
    * After a flush (`committed` false: there was nothing to commit): counted,
    * renewals that came during it wait for the next; a failure is logged once
    * per group and tried again. `conflicted`: another instance changed the group
    * first, most often with its own flush of the same renewals at the same
    * moment (both instances get a group's renewals, and so start its interval
-   * together). The next flush then comes half an interval early, once, which
-   * puts this instance's flushes of the group half an interval from the other's.
+   * together). Its next flush, scheduled by the next renewal answered from
+   * memory (those that came during this one waited in the lane), then comes half
+   * an interval early, once, which puts this instance's flushes of the group
+   * half an interval from the other's.
    */
   private flushed(key: string, error: Error | undefined, committed = true, conflicted = false): void {
     const id = idOfKey(key);
     const file = id === undefined ? key : fileNameOf(id);
     if (error === undefined) {
+      if (conflicted) this.hurried.add(key);
       if (committed) this.observer.renewalFlushed?.();
       if (this.flushFailures.delete(key)) this.logger.info({ file }, "renewals committed to etcd again; renewals are answered from memory again");
       if (this.memory.pendingOf(key).size === 0) this.pendingSince.delete(key);
       else {
         this.pendingSince.set(key, performance.now());
-        this.flushTimers.schedule(key, flushDelay(conflicted ? this.flushIntervalMs / 2 : this.flushIntervalMs));
+        this.scheduleFlush(key);
       }
       return;
     }
