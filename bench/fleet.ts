@@ -95,42 +95,41 @@ async function register(service: ServiceProcess, suffix: string): Promise<number
  * not come round to it in time, not that the service dropped it early.
  */
 async function expiriesOf(service: ServiceProcess, acknowledgedAt: (group: number, i: number) => number, ttlMs: number): Promise<{ early: number; lapsed: number }> {
-  const connection = await KeepAliveConnection.open(portOf(service));
   let early = 0;
   let lapsed = 0;
+  (await readBack(service)).forEach(({ present, readAt }, group) => {
+    for (let i = 0; i < FLEET_PER_GROUP; i++) {
+      if (present.has(targetOf(group, i))) continue;
+      if (acknowledgedAt(group, i) + ttlMs > readAt) early++;
+      else lapsed++;
+    }
+  });
+  return { early, lapsed };
+}
+
+/** Every group read back, in order: the targets it holds, and when the GET was sent (Date.now()). */
+async function readBack(service: ServiceProcess): Promise<{ present: Set<string>; readAt: number }[]> {
+  const connection = await KeepAliveConnection.open(portOf(service));
+  const read: { present: Set<string>; readAt: number }[] = [];
   try {
     for (let group = 0; group < FLEET_GROUPS; group++) {
       const readAt = Date.now();
       const answer = await connection.send(getRequest(`/hb/g${group}`));
       const groups = answer.status === 200 ? (JSON.parse(answer.body) as { targets: string[] }[]) : [];
-      const present = new Set(groups[0]?.targets ?? []);
-      for (let i = 0; i < FLEET_PER_GROUP; i++) {
-        if (present.has(targetOf(group, i))) continue;
-        if (acknowledgedAt(group, i) + ttlMs > readAt) early++;
-        else lapsed++;
-      }
+      read.push({ present: new Set(groups[0]?.targets ?? []), readAt });
     }
   } finally {
     connection.close();
   }
-  return { early, lapsed };
+  return read;
 }
 
-/** Every group read back: the groups (of 1,000) that do not hold all their 100 targets. */
+/** The groups (of 1,000) that do not hold all their 100 targets. */
 async function missingGroups(service: ServiceProcess): Promise<number[]> {
-  const connection = await KeepAliveConnection.open(portOf(service));
   const missing: number[] = [];
-  try {
-    for (let group = 0; group < FLEET_GROUPS; group++) {
-      const answer = await connection.send(getRequest(`/hb/g${group}`));
-      const groups = answer.status === 200 ? (JSON.parse(answer.body) as { targets: string[] }[]) : [];
-      const present = new Set(groups[0]?.targets ?? []);
-      const complete = Array.from({ length: FLEET_PER_GROUP }, (_, i) => targetOf(group, i)).every((target) => present.has(target));
-      if (!complete) missing.push(group);
-    }
-  } finally {
-    connection.close();
-  }
+  (await readBack(service)).forEach(({ present }, group) => {
+    if (!Array.from({ length: FLEET_PER_GROUP }, (_, i) => targetOf(group, i)).every((target) => present.has(target))) missing.push(group);
+  });
   return missing;
 }
 

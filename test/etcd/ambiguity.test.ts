@@ -34,6 +34,8 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
   let beforeNextTxn: ((request: ITxnRequest) => Promise<void>) | undefined;
   /** Every transaction this instance sent, with etcd's answer. */
   const sent: { request: ITxnRequest; response: ITxnResponse }[] = [];
+  /** A key's value in etcd, parsed. */
+  const inEtcd = async (key: string): Promise<unknown> => JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${prefix}${key}`]));
 
   beforeAll(async () => {
     cluster = await startEtcdCluster();
@@ -145,7 +147,6 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
     for (const answer of renewed) expect(answer.status).toBe(200);
     const served = (await request(url, "GET", "/")).body as { groups: { environment: string; expires: Record<string, string> }[] };
     const servedOf = (environment: string): Record<string, string> => served.groups.find((group) => group.environment === environment)!.expires;
-    const inEtcd = async (key: string): Promise<unknown> => JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${prefix}${key}`]));
     await eventually(async () => JSON.stringify(await inEtcd("expires/amb@c2")) === JSON.stringify(servedOf("c2")), 3000, "c2's renewal in etcd");
     expect(added).toBe(200);
     // The first transaction carried the three flushes; only c2's part failed its comparison.
@@ -200,7 +201,6 @@ describe("a change whose first attempt landed but whose answer was lost", () => 
     expect(carrying("w5")[1]!.groups).toEqual(["w5"]);
     // The nine went in fewer transactions than nine: writes share a transaction under load.
     expect(new Set(paths.slice(1).map((path) => carrying(path.split("/").pop()!)[0])).size).toBeLessThan(9);
-    const inEtcd = async (key: string): Promise<unknown> => JSON.parse(await cluster.etcdctl(["get", "--print-value-only", `${prefix}${key}`]));
     // w5's POST, computed again on the other instance's value, comes after u:1.
     for (let i = 0; i < 10; i++) {
       const expected = [{ targets: i === 5 ? ["u:1", "t:6"] : [`t:${i + 1}`], labels: { job: "amb", env: `w${i}` } }];
